@@ -1,0 +1,7 @@
+"""grappa_like: a learned molecular-mechanics force field written as ordinary OpenMM Systems."""
+
+from grappa_like.api import Model, Result, load_model, parameterize, to_openmm
+from grappa_like.molecule import Molecule
+
+__all__ = ["Model", "Molecule", "Result", "load_model", "parameterize", "to_openmm"]
+__version__ = "0.1.0"

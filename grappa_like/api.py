@@ -1,0 +1,193 @@
+"""Python API: load a model, parameterize molecules (batched GNN inference), build OpenMM Systems."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.data import Batch
+
+from grappa_like import errors, interactions as interactions_module, model_file
+from grappa_like.features import molecule_graph
+from grappa_like.lj_types import LJTypeTable
+from grappa_like.model import ForceFieldModel
+from grappa_like.molecule import DEFAULT_MAX_ATOMS, Molecule, to_molecule
+from grappa_like.parameters import Parameters
+from grappa_like.writers import to_openmm_system
+
+DEFAULT_MODEL_NAME = "grappa-like-v1.pt"
+INFERENCE_BATCH_ATOMS = 4096
+
+
+def default_model_path() -> str:
+    """$GRAPPA_LIKE_MODEL if set, else the shipped ``models/grappa-like-v1.pt`` of this checkout."""
+    if os.environ.get("GRAPPA_LIKE_MODEL"):
+        return os.environ["GRAPPA_LIKE_MODEL"]
+    return str(Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME)
+
+
+class Model:
+    """A loaded grappa_like model: the network, its LJ type table and its metadata."""
+
+    def __init__(self, network: ForceFieldModel, lj_table: LJTypeTable, metadata: dict | None = None,
+                 path: str | None = None):
+        self.network = network.eval()
+        self.lj_table = lj_table
+        self.metadata = metadata or {}
+        self.path = path
+
+    @classmethod
+    def from_payload(cls, payload: dict, path: str | None = None) -> "Model":
+        """Model from a verified model-file dict."""
+        lj_table = LJTypeTable.from_dict(payload["lj_types"])
+        network = ForceFieldModel(payload["config"], lj_table.atomic_numbers)
+        network.load_state_dict(payload["state_dict"])
+        metadata = {k: v for k, v in payload.items() if k not in ("state_dict",)}
+        return cls(network, lj_table, metadata, path)
+
+    @property
+    def checksum(self) -> str:
+        return self.metadata.get("sha256", "")
+
+    @torch.no_grad()
+    def predict(self, molecules: list[Molecule]) -> list[Parameters]:
+        """Parameters for each molecule; the GNN runs once per batch of molecules."""
+        graphs, all_interactions = [], []
+        for molecule in molecules:
+            interactions = interactions_module.from_rdkit(molecule.rdkit_mol)
+            all_interactions.append(interactions)
+            graphs.append(molecule_graph(molecule.rdkit_mol, interactions))
+        results: list[Parameters] = []
+        for chunk in _chunks_by_atoms(graphs, INFERENCE_BATCH_ATOMS):
+            batch = Batch.from_data_list([graphs[i] for i in chunk])
+            raw = self.network(batch)
+            results.extend(self._split(raw, batch, [all_interactions[i] for i in chunk]))
+        return results
+
+    def _split(self, raw: dict, batch, interactions_list) -> list[Parameters]:
+        counts = {
+            "atoms": [it.n_atoms for it in interactions_list],
+            "bonds": [len(it.bonds) for it in interactions_list],
+            "angles": [len(it.angles) for it in interactions_list],
+            "propers": [len(it.propers) for it in interactions_list],
+            "impropers": [len(it.impropers) for it in interactions_list],
+        }
+        numpy = {key: value.double().numpy() for key, value in raw.items() if key != "lj_logits"}
+        lj_class = raw["lj_logits"].argmax(-1).numpy()
+
+        def pieces(key, group):
+            return np.split(numpy[key], np.cumsum(counts[group])[:-1])
+
+        split = {
+            key: pieces(key, group) for key, group in (
+                ("bond_k", "bonds"), ("bond_r0", "bonds"), ("angle_k", "angles"),
+                ("angle_theta0", "angles"), ("proper_k", "propers"), ("improper_k", "impropers"),
+                ("charges", "atoms"),
+            )
+        }
+        classes = np.split(lj_class, np.cumsum(counts["atoms"])[:-1])
+        parameters = []
+        for index, interactions in enumerate(interactions_list):
+            lj = classes[index]
+            parameters.append(Parameters(
+                interactions=interactions,
+                **{key: split[key][index] for key in split},
+                sigma=self.lj_table.sigma[lj],
+                epsilon=self.lj_table.epsilon[lj],
+                lj_types=tuple(self.lj_table.names[c] for c in lj),
+            ))
+        return parameters
+
+
+def _chunks_by_atoms(graphs, max_atoms: int):
+    chunk, atoms = [], 0
+    for index, graph in enumerate(graphs):
+        if chunk and atoms + graph.num_nodes > max_atoms:
+            yield chunk
+            chunk, atoms = [], 0
+        chunk.append(index)
+        atoms += graph.num_nodes
+    if chunk:
+        yield chunk
+
+
+_MODEL_CACHE: dict[str, Model] = {}
+
+
+def load_model(path: str | None = None) -> Model:
+    """Load (and cache per path) a model file; default: the shipped model."""
+    path = str(path or default_model_path())
+    if path not in _MODEL_CACHE:
+        _MODEL_CACHE[path] = Model.from_payload(model_file.load(path), path)
+    return _MODEL_CACHE[path]
+
+
+@dataclass
+class Result:
+    """Outcome for one input: the molecule and its parameters, or the error that stopped it."""
+
+    name: str
+    molecule: Molecule | None = None
+    parameters: Parameters | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_openmm(self):
+        """OpenMM System of this result (raises the stored error if it failed)."""
+        if self.error is not None:
+            raise self.error
+        return to_openmm_system(self.parameters, self.molecule.atomic_numbers)
+
+
+def parameterize(molecules, model: Model | str | None = None, progress: bool = True,
+                 max_atoms: int = DEFAULT_MAX_ATOMS, batch_size: int = 256) -> list[Result]:
+    """One :class:`Result` per input (SMILES, RDKit Mol, openff Molecule, Molecule); bad inputs give errors."""
+    if not isinstance(model, Model):
+        model = load_model(model)
+    if isinstance(molecules, (str, Molecule)) or not hasattr(molecules, "__iter__"):
+        molecules = [molecules]
+    results: list[Result] = []
+    for index, item in enumerate(molecules):
+        try:
+            molecule = to_molecule(item, max_atoms=max_atoms)
+            results.append(Result(name=molecule.name, molecule=molecule))
+        except errors.MoleculeInputError as error:
+            results.append(Result(name=item if isinstance(item, str) else f"mol{index}", error=error))
+    good = [r for r in results if r.ok]
+    bar = _progress_bar(len(good), progress)
+    for start in range(0, len(good), batch_size):
+        chunk = good[start:start + batch_size]
+        try:
+            parameters = model.predict([r.molecule for r in chunk])
+            for result, params in zip(chunk, parameters):
+                result.parameters = params
+        except Exception:  # one bad molecule must not sink the batch: retry one by one
+            for result in chunk:
+                try:
+                    result.parameters = model.predict([result.molecule])[0]
+                except Exception as error:
+                    result.error = errors.GrappaLikeError(
+                        f"{result.name}: parameterization failed ({type(error).__name__}: {error})")
+        bar.update(len(chunk))
+    bar.close()
+    return results
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled or total < 2, desc="parameterize", unit="mol")
+
+
+def to_openmm(molecule, model: Model | str | None = None):
+    """OpenMM System for one molecule (SMILES, RDKit Mol, Molecule, or a :class:`Result`)."""
+    if isinstance(molecule, Result):
+        return molecule.to_openmm()
+    result = parameterize([molecule], model=model, progress=False)[0]
+    return result.to_openmm()
