@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -223,24 +224,31 @@ def _run_tool(
 ) -> None:
     """Run an AmberTools executable in `directory`; raise AmberToolsError unless it succeeds and writes `expected_output`."""
     executable = find_ambertools_executable(tool)
-    try:
-        result = subprocess.run(
-            [executable, *arguments],
-            cwd=directory,
-            env=_tool_environment(executable),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired as error:
-        raise AmberToolsError(f"{tool} timed out after {timeout_s:g} s for molecule '{name}'") from error
+    # A session of its own, so that a timeout also ends children such as the sqm run started by antechamber.
+    with subprocess.Popen(
+        [executable, *arguments],
+        cwd=directory,
+        env=_tool_environment(executable),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout_s)
+        except BaseException as error:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            if isinstance(error, subprocess.TimeoutExpired):
+                raise AmberToolsError(f"{tool} timed out after {timeout_s:g} s for molecule '{name}'") from error
+            raise
     produced_output = expected_output.is_file() and expected_output.stat().st_size > 0
-    if result.returncode == 0 and produced_output:
+    if process.returncode == 0 and produced_output:
         return
     message = (
-        f"{tool} failed for molecule '{name}' (exit code {result.returncode}"
+        f"{tool} failed for molecule '{name}' (exit code {process.returncode}"
         f"{'' if produced_output else f', no {expected_output.name} written'}); output tail:\n"
-        f"{_output_tail(result.stdout + result.stderr)}"
+        f"{_output_tail(stdout + stderr)}"
     )
     if extra_log is not None and extra_log.is_file():
         message += f"\n{extra_log.name} tail:\n{_output_tail(extra_log.read_text(errors='replace'))}"
@@ -277,13 +285,15 @@ def _build_prmtop(
     directory: Path,
     timeout_s: float,
 ) -> Path:
-    """Write mol2, run parmchk2 -s gaff2 and tleap (leaprc.gaff2) in `directory`; return the prmtop path."""
+    """Write mol2, run parmchk2 (GAFF2 set) and tleap (leaprc.gaff2) in `directory`; return the prmtop path."""
     mol2_path = directory / "typed.mol2"
     frcmod_path = directory / "typed.frcmod"
     prmtop_path = directory / "typed.prmtop"
     leap_input = directory / "tleap.in"
     _write_mol2(mol, mol2_path, gaff2_types, charges, name)
-    parmchk2_arguments = ["-i", mol2_path.name, "-f", "mol2", "-o", frcmod_path.name, "-s", "gaff2"]
+    # "-s 2" rather than "-s gaff2": parmchk2 (AmberTools 26) compares an unterminated lower-cased copy of
+    # "gaff2", so in about a third of the runs it silently falls back to GAFF1 parameters.
+    parmchk2_arguments = ["-i", mol2_path.name, "-f", "mol2", "-o", frcmod_path.name, "-s", "2"]
     _run_tool("parmchk2", parmchk2_arguments, directory, name, frcmod_path, timeout_s)
     leap_input.write_text(
         "source leaprc.gaff2\n"

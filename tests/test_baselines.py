@@ -76,22 +76,46 @@ def test_system_from_types_reproduces_am1bcc_energy(ethanol, ethanol_system):
     )
 
 
+def test_parmchk2_uses_gaff2_parameters_every_time():
+    # c3-nz has its own GAFF2 bond (1.4843 Å, 238.81 kcal/mol/Å²); a GAFF1 fallback writes c3-n4 (1.511 Å) instead.
+    methylammonium = Chem.AddHs(Chem.MolFromSmiles("C[NH3+]"))
+    assert AllChem.EmbedMolecule(methylammonium, randomSeed=7) == 0
+    heavy_atom_types = {6: "c3", 7: "nz"}
+    gaff2_types = [
+        heavy_atom_types.get(atom.GetAtomicNum())
+        or ("hx" if atom.GetNeighbors()[0].GetAtomicNum() == 6 else "hn")
+        for atom in methylammonium.GetAtoms()
+    ]
+    charges = [1.0 / methylammonium.GetNumAtoms()] * methylammonium.GetNumAtoms()
+    for _ in range(5):
+        system = baselines.gaff2_system_from_types(methylammonium, gaff2_types, charges, name="methylammonium")
+        bonds = next(force for force in system.getForces() if isinstance(force, openmm.HarmonicBondForce))
+        c_n_bond = next(
+            bonds.getBondParameters(i) for i in range(bonds.getNumBonds())
+            if set(bonds.getBondParameters(i)[:2]) == {0, 1}
+        )
+        assert c_n_bond[2].value_in_unit(unit.angstrom) == pytest.approx(1.4843, abs=1e-4)
+        assert c_n_bond[3].value_in_unit(unit.kilocalorie_per_mole / unit.angstrom**2) == pytest.approx(
+            2 * 238.81, rel=1e-4
+        )
+
+
 def test_cache_skips_antechamber(ethanol, ethanol_system, tmp_path, monkeypatch):
     cache_dir = tmp_path / "cache"
     first = baselines.gaff2_am1bcc_system(ethanol, name="ethanol", cache_dir=cache_dir)
     assert len(list(cache_dir.glob("*.prmtop"))) == 1
     assert not list(cache_dir.glob("*.tmp"))
 
-    run_calls = []
-    original_run = subprocess.run
+    started_commands = []
+    original_popen = subprocess.Popen
 
-    def counting_run(*args, **kwargs):
-        run_calls.append(args[0])
-        return original_run(*args, **kwargs)
+    def recording_popen(command, *args, **kwargs):
+        started_commands.append(command)
+        return original_popen(command, *args, **kwargs)
 
-    monkeypatch.setattr(baselines.subprocess, "run", counting_run)
+    monkeypatch.setattr(baselines.subprocess, "Popen", recording_popen)
     second = baselines.gaff2_am1bcc_system(ethanol, name="ethanol", cache_dir=cache_dir)
-    assert run_calls == []
+    assert started_commands == []
     reference_energy = potential_energy(ethanol_system, ethanol)
     assert potential_energy(first, ethanol) == pytest.approx(reference_energy, abs=1e-3)
     assert potential_energy(second, ethanol) == pytest.approx(reference_energy, abs=1e-3)
@@ -101,6 +125,11 @@ def test_odd_electron_count_raises_with_molecule_name(ethanol, tmp_path):
     with pytest.raises(baselines.AmberToolsError, match="wrongly-charged-ethanol") as error:
         baselines.gaff2_am1bcc_system(ethanol, total_charge=1, name="wrongly-charged-ethanol")
     assert "antechamber" in str(error.value)
+
+
+def test_timeout_raises_with_molecule_name(ethanol):
+    with pytest.raises(baselines.AmberToolsError, match="antechamber timed out .* 'slow-ethanol'"):
+        baselines.gaff2_am1bcc_charges_and_types(ethanol, name="slow-ethanol", timeout_s=0.001)
 
 
 def test_wrong_number_of_types_raises(ethanol):
