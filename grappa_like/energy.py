@@ -90,11 +90,17 @@ def nonbonded_energy(positions, pairs, coulomb_scale, lj_scale, charges, sigma, 
     return (coulomb + 4.0 * pair_epsilon * (s6 * s6 - s6)).sum(-1)
 
 
-def energy_and_forces(positions, energy_function):
-    """Evaluate ``energy_function(positions)`` per conformation and its forces -dE/dx (graph kept)."""
-    positions = positions.detach().requires_grad_(True)
-    energy = energy_function(positions)
-    (gradient,) = torch.autograd.grad(energy.sum(), positions, create_graph=torch.is_grad_enabled())
+def energy_and_forces(positions, energy_function, create_graph: bool = False):
+    """Evaluate ``energy_function(positions)`` per conformation and its forces -dE/dx.
+
+    With ``create_graph`` the forces stay differentiable (for force-matching losses).
+    """
+    with torch.enable_grad():
+        positions = positions.detach().requires_grad_(True)
+        energy = energy_function(positions)
+        if not energy.requires_grad:  # no term depends on positions (e.g. no nonbonded pairs)
+            return energy, torch.zeros_like(positions)
+        (gradient,) = torch.autograd.grad(energy.sum(), positions, create_graph=create_graph)
     return energy, -gradient
 
 

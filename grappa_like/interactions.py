@@ -5,6 +5,10 @@ bonds (i, j) with i < j; angles (i, j, k) with centre j and i < k; propers (i, j
 i < l; impropers (a, b, c, d) with the centre c at position 3 and b the neighbour on the axis
 (three per atom with exactly three neighbours, one for each choice of b, a < d); 1-4 pairs and
 exclusions (1-2 and 1-3 pairs) as (i, j) with i < j. A pair that is 1-2 or 1-3 is never a 1-4 pair.
+
+Propers whose central bond touches a linear atom (sp, two neighbours: alkynes, nitriles, allenes)
+get no torsion term: their dihedral is undefined when three atoms are collinear (GAFF sets
+X-c1-c1-X to zero for the same reason). Their 1-4 pairs are kept.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ def _array(rows, width: int) -> np.ndarray:
     return np.array(sorted(rows), dtype=np.int64).reshape(-1, width)
 
 
-def from_bonds(n_atoms: int, bonds) -> Interactions:
-    """Build all interactions from the number of atoms and a list of bonded pairs."""
+def from_bonds(n_atoms: int, bonds, linear_atoms=()) -> Interactions:
+    """Build all interactions from the number of atoms, bonded pairs and the linear (sp) atoms."""
     neighbours: list[list[int]] = [[] for _ in range(n_atoms)]
     bond_set = set()
     for i, j in bonds:
@@ -71,6 +75,8 @@ def from_bonds(n_atoms: int, bonds) -> Interactions:
 
     exclusions = set(bond_set) | {(i, k) for i, _, k in angles}
     pairs14 = {(min(i, l), max(i, l)) for i, _, _, l in propers} - exclusions
+    linear = set(int(a) for a in linear_atoms)
+    propers = {p for p in propers if p[1] not in linear and p[2] not in linear}
 
     return Interactions(
         n_atoms=n_atoms,
@@ -85,4 +91,8 @@ def from_bonds(n_atoms: int, bonds) -> Interactions:
 
 def from_rdkit(mol) -> Interactions:
     """Build all interactions of an RDKit Mol (explicit hydrogens)."""
-    return from_bonds(mol.GetNumAtoms(), [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()])
+    from rdkit import Chem
+
+    linear = [a.GetIdx() for a in mol.GetAtoms()
+              if a.GetDegree() == 2 and a.GetHybridization() == Chem.HybridizationType.SP]
+    return from_bonds(mol.GetNumAtoms(), [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()], linear)

@@ -1,0 +1,30 @@
+"""Command line: ``grappa-like parameterize | train | evaluate``; one module per command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from grappa_like.cli import evaluate, parameterize, train
+
+COMMANDS = {"parameterize": parameterize, "train": train, "evaluate": evaluate}
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``grappa-like`` console script; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="grappa-like",
+        description="grappa_like: a learned molecular-mechanics force field. Parameterize molecules with the "
+                    "shipped model, train a model on QM data, or evaluate one against QM and GAFF2.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        module.add_parser(subparsers)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    return COMMANDS[args.command].run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""``grappa-like train``: train a model on QM data files and save it as a model file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import torch
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model on QM HDF5 files",
+        description="Train a grappa_like model on QM data in the grappa_like-qm-v1 HDF5 layout. The best model "
+                    "(lowest validation force RMSE) is written to --out whenever it improves; a checkpoint "
+                    "<out>.ckpt is written every epoch and the run resumes from it when started again.")
+    parser.add_argument("--data", nargs="+", required=True, help="QM HDF5 files (e.g. ../shared/data/train-v0.h5)")
+    parser.add_argument("--out", required=True, help="model file to write, e.g. models/my-model.pt")
+    parser.add_argument("--epochs", type=int, default=90, help="epochs; the learning rate follows a cosine schedule over them (default 90)")
+    parser.add_argument("--patience", type=int, default=20, help="early stopping: epochs without improvement (20)")
+    parser.add_argument("--batch-molecules", type=int, default=16, help="molecules per optimizer step (16)")
+    parser.add_argument("--learning-rate", type=float, default=5e-4, help="peak learning rate (5e-4)")
+    parser.add_argument("--labels", default="ani2x,gfn2",
+                        help="label preference, first present wins (default: ani2x,gfn2)")
+    parser.add_argument("--max-molecules", type=int, default=None, help="use only the first N molecules (tests)")
+    parser.add_argument("--model-config", default="{}", help='JSON overrides of the network config, e.g. \'{"width": 64}\'')
+    parser.add_argument("--gaff2-dat", default=None, help="path of AmberTools' gaff2.dat (default: found automatically)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    from grappa_like.lj_types import read_gaff2_lj_table
+    from grappa_like.training import TrainingConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = TrainingConfig(epochs=args.epochs, patience=args.patience, batch_molecules=args.batch_molecules,
+                            learning_rate=args.learning_rate, model=json.loads(args.model_config))
+    log = logging.getLogger("grappa_like.train").info
+    state = train(args.data, args.out, read_gaff2_lj_table(args.gaff2_dat), config,
+                  label_preference=tuple(args.labels.split(",")), max_molecules=args.max_molecules,
+                  progress=not args.no_progress, log=log)
+    log(f"best validation force RMSE {state['best_force_rmse']:.3f} kcal/mol/Å at epoch {state['best_epoch']}; "
+        f"model written to {os.path.abspath(args.out)}")
+    return 0

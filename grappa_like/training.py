@@ -1,0 +1,271 @@
+"""Training: fit the network to QM energies and forces (bonded terms), AM1-BCC charges and GAFF2 LJ types.
+
+Loss per molecule (DESIGN.md), energies mean-centred per molecule, nonbonded energy detached:
+    w_E·mean[(ΔE_bonded + ΔE_nb − ΔE_QM)²] + w_F·mean[(F_MM − F_QM)²]      (kcal/mol, kcal/mol/Å)
+  + w_q·mean[(q − q_AM1BCC)²] + w_LJ·crossentropy(LJ logits, GAFF2 class) + w_torsion·mean[κ²]
+Parameters depend on the graph only, so the GNN runs once per molecule for all its conformations.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch_geometric.data import Batch
+
+from grappa_like import interactions as interactions_module, model_file
+from grappa_like.data import DEFAULT_LABEL_PREFERENCE, QMRecord, read_records, split_by_molecule
+from grappa_like.energy import bonded_energy, energy_and_forces, nonbonded_energy, nonbonded_pairs
+from grappa_like.features import molecule_graph
+from grappa_like.lj_types import LJTypeTable
+from grappa_like.model import ForceFieldModel
+
+KJ_TO_KCAL = 1.0 / 4.184
+KJ_PER_NM_TO_KCAL_PER_ANGSTROM = 1.0 / 41.84
+PARAMETER_KEYS = {"bond_k": "bonds", "bond_r0": "bonds", "angle_k": "angles", "angle_theta0": "angles",
+                  "proper_k": "propers", "improper_k": "impropers", "charges": "atoms", "lj_logits": "atoms"}
+
+
+@dataclass
+class TrainingConfig:
+    """Hyper-parameters of a training run (defaults are the shipped model's)."""
+
+    epochs: int = 90
+    batch_molecules: int = 16
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.0
+    energy_weight: float = 1.0
+    force_weight: float = 1.0
+    charge_weight: float = 1000.0
+    lj_weight: float = 10.0
+    torsion_prior_weight: float = 1e-3
+    patience: int = 20
+    validation_fraction: float = 0.1
+    seed: int = 20261125
+    model: dict = field(default_factory=dict)
+
+
+@dataclass
+class Example:
+    """One molecule prepared for training: graph, conformations and targets as tensors."""
+
+    record: QMRecord
+    graph: object
+    indices: dict
+    positions: torch.Tensor           # (M, N, 3) nm
+    energies: torch.Tensor            # (M,) kJ/mol, mean-centred
+    forces: torch.Tensor | None       # (M, N, 3) kJ/mol/nm
+    charges: torch.Tensor | None      # (N,) AM1-BCC
+    lj_classes: torch.Tensor | None   # (N,) GAFF2 LJ class, -100 where unknown
+    pairs: tuple
+
+
+def prepare(record: QMRecord, lj_table: LJTypeTable) -> Example:
+    """Turn a :class:`QMRecord` into an :class:`Example`."""
+    interactions = interactions_module.from_rdkit(record.molecule.rdkit_mol)
+    pairs, coulomb_scale, lj_scale = nonbonded_pairs(interactions)
+    lj_classes = None
+    if record.gaff2_types is not None:
+        lj_classes = torch.tensor([lj_table.gaff2_type_to_class.get(t, -100) for t in record.gaff2_types])
+    return Example(
+        record=record,
+        graph=molecule_graph(record.molecule.rdkit_mol, interactions),
+        indices={key: torch.from_numpy(getattr(interactions, key)) for key in ("bonds", "angles", "propers", "impropers")},
+        positions=torch.tensor(record.positions, dtype=torch.float32),
+        energies=torch.tensor(record.energies - record.energies.mean(), dtype=torch.float32),
+        forces=None if record.forces is None else torch.tensor(record.forces, dtype=torch.float32),
+        charges=None if record.am1bcc_charges is None else torch.tensor(record.am1bcc_charges, dtype=torch.float32),
+        lj_classes=lj_classes,
+        pairs=(torch.from_numpy(pairs), torch.from_numpy(coulomb_scale).float(), torch.from_numpy(lj_scale).float()),
+    )
+
+
+def split_parameters(raw: dict, examples: list[Example]) -> list[dict]:
+    """Cut the batched parameter tensors of the network into one dict per molecule."""
+    counts = {
+        "atoms": [e.graph.num_nodes for e in examples],
+        **{key: [len(e.indices[key]) for e in examples] for key in ("bonds", "angles", "propers", "impropers")},
+    }
+    pieces = {key: torch.split(raw[key], counts[group]) for key, group in PARAMETER_KEYS.items()}
+    return [{key: pieces[key][i] for key in PARAMETER_KEYS} for i in range(len(examples))]
+
+
+def molecule_predictions(example: Example, params: dict, lj_table_tensors, create_graph: bool):
+    """MM energies (M,) and forces (M, N, 3) of one molecule: bonded with graph, nonbonded detached."""
+    lj_class = params["lj_logits"].detach().argmax(-1)
+    sigma, epsilon = lj_table_tensors[0][lj_class], lj_table_tensors[1][lj_class]
+    charges = params["charges"].detach().float()
+    pairs, coulomb_scale, lj_scale = example.pairs
+    e_nb, f_nb = energy_and_forces(
+        example.positions, lambda x: nonbonded_energy(x, pairs, coulomb_scale, lj_scale, charges, sigma, epsilon))
+    bonded_params = {k: params[k].float() for k in ("bond_k", "bond_r0", "angle_k", "angle_theta0",
+                                                     "proper_k", "improper_k")}
+    e_b, f_b = energy_and_forces(
+        example.positions, lambda x: bonded_energy(x, example.indices, bonded_params), create_graph=create_graph)
+    return e_b + e_nb.detach(), f_b + f_nb.detach()
+
+
+def batch_loss(network, examples: list[Example], config: TrainingConfig, lj_table_tensors, create_graph=True):
+    """Loss of one batch of molecules (scalar tensor) and its parts (floats)."""
+    batch = Batch.from_data_list([e.graph for e in examples])
+    raw = network(batch)
+    per_molecule = split_parameters(raw, examples)
+    energy_terms, force_terms, charge_terms, lj_terms, torsion_terms = [], [], [], [], []
+    for example, params in zip(examples, per_molecule):
+        energies, forces = molecule_predictions(example, params, lj_table_tensors, create_graph)
+        energies = energies - energies.mean()
+        energy_terms.append((((energies - example.energies) * KJ_TO_KCAL) ** 2).mean())
+        if example.forces is not None:
+            force_terms.append((((forces - example.forces) * KJ_PER_NM_TO_KCAL_PER_ANGSTROM) ** 2).mean())
+        if example.charges is not None:
+            charge_terms.append(((params["charges"].float() - example.charges) ** 2).mean())
+        if example.lj_classes is not None:
+            lj_terms.append(torch.nn.functional.cross_entropy(
+                params["lj_logits"].clamp_min(-1e4), example.lj_classes, ignore_index=-100))
+        torsion_terms.append(torch.cat([params["proper_k"].flatten(), params["improper_k"].flatten()]).pow(2).mean()
+                             if params["proper_k"].numel() + params["improper_k"].numel() else energies.new_zeros(()))
+    parts = {
+        "energy": torch.stack(energy_terms).mean(),
+        "force": torch.stack(force_terms).mean() if force_terms else torch.zeros(()),
+        "charge": torch.stack(charge_terms).mean() if charge_terms else torch.zeros(()),
+        "lj": torch.stack(lj_terms).mean() if lj_terms else torch.zeros(()),
+        "torsion_prior": torch.stack(torsion_terms).mean(),
+    }
+    total = (config.energy_weight * parts["energy"] + config.force_weight * parts["force"]
+             + config.charge_weight * parts["charge"] + config.lj_weight * parts["lj"]
+             + config.torsion_prior_weight * parts["torsion_prior"])
+    return total, {key: float(value.detach()) for key, value in parts.items()}
+
+
+def lj_tensors(lj_table: LJTypeTable):
+    return torch.tensor(lj_table.sigma, dtype=torch.float32), torch.tensor(lj_table.epsilon, dtype=torch.float32)
+
+
+def validation_metrics(network, examples: list[Example], lj_table_tensors, batch_molecules: int = 32) -> dict:
+    """Pooled energy RMSE (mean-centred, kcal/mol) and force-component RMSE (kcal/mol/Å) over ``examples``."""
+    network.eval()
+    energy_sq, energy_n, force_sq, force_n = 0.0, 0, 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_molecules):
+            chunk = examples[start:start + batch_molecules]
+            raw = network(Batch.from_data_list([e.graph for e in chunk]))
+            for example, params in zip(chunk, split_parameters(raw, chunk)):
+                energies, forces = molecule_predictions(example, params, lj_table_tensors, create_graph=False)
+                energies = energies - energies.mean()
+                energy_sq += float((((energies - example.energies) * KJ_TO_KCAL) ** 2).sum())
+                energy_n += energies.numel()
+                if example.forces is not None:
+                    force_sq += float((((forces - example.forces) * KJ_PER_NM_TO_KCAL_PER_ANGSTROM) ** 2).sum())
+                    force_n += forces.numel()
+    network.train()
+    return {"energy_rmse": math.sqrt(energy_sq / max(energy_n, 1)), "force_rmse": math.sqrt(force_sq / max(force_n, 1))}
+
+
+def _atomic_save(obj, path: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(obj, temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def train(data_paths: list[str], out_path: str, lj_table: LJTypeTable, config: TrainingConfig | None = None,
+          checkpoint_path: str | None = None, label_preference=DEFAULT_LABEL_PREFERENCE,
+          max_molecules: int | None = None, progress: bool = True, log=print) -> dict:
+    """Train a model on QM files, save the best (by validation force RMSE) to ``out_path``; return its metrics.
+
+    Resumes from ``checkpoint_path`` (default ``out_path + '.ckpt'``) if that file exists.
+    """
+    from tqdm.auto import tqdm
+
+    config = config or TrainingConfig()
+    checkpoint_path = checkpoint_path or out_path + ".ckpt"
+    torch.manual_seed(config.seed)
+    records = [r for path in data_paths for r in read_records(path, label_preference)]
+    if max_molecules:
+        records = sorted(records, key=lambda r: r.mol_id)[:max_molecules]
+    train_ids, validation_ids = split_by_molecule([r.mol_id for r in records], config.validation_fraction, config.seed)
+    validation_set = set(validation_ids)
+    examples = [prepare(r, lj_table) for r in tqdm(records, desc="prepare", disable=not progress)]
+    train_examples = [e for e in examples if e.record.mol_id not in validation_set]
+    validation_examples = [e for e in examples if e.record.mol_id in validation_set]
+    log(f"{len(train_examples)} training and {len(validation_examples)} validation molecules")
+
+    network = ForceFieldModel(config.model, lj_table.atomic_numbers)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
+                                                           eta_min=config.learning_rate / 50)
+    state = {"epoch": 0, "best_force_rmse": float("inf"), "best_state": None, "best_epoch": -1, "history": []}
+    if os.path.exists(checkpoint_path):
+        checkpoint = torch.load(checkpoint_path, weights_only=False)
+        network.load_state_dict(checkpoint["network"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        state = checkpoint["state"]
+        random.setstate(checkpoint["python_rng"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        log(f"resumed from {checkpoint_path} at epoch {state['epoch']}")
+    else:
+        random.seed(config.seed)
+    tables = lj_tensors(lj_table)
+
+    network.train()
+    while state["epoch"] < config.epochs and state["epoch"] - state["best_epoch"] <= config.patience:
+        order = list(range(len(train_examples)))
+        random.shuffle(order)
+        sums = {}
+        bar = tqdm(range(0, len(order), config.batch_molecules), desc=f"epoch {state['epoch'] + 1}",
+                   disable=not progress, leave=False)
+        for start in bar:
+            chunk = [train_examples[i] for i in order[start:start + config.batch_molecules]]
+            loss, parts = batch_loss(network, chunk, config, tables)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 10.0)
+            optimizer.step()
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + value * len(chunk)
+            bar.set_postfix(force=f"{math.sqrt(parts['force']):.2f}")
+        metrics = validation_metrics(network, validation_examples, tables)
+        scheduler.step()
+        state["epoch"] += 1
+        train_parts = {key: value / len(order) for key, value in sums.items()}
+        state["history"].append({"epoch": state["epoch"], "train": train_parts, "validation": metrics,
+                                 "learning_rate": optimizer.param_groups[0]["lr"]})
+        log(f"epoch {state['epoch']}: train force RMSE {math.sqrt(train_parts['force']):.3f}, energy RMSE "
+            f"{math.sqrt(train_parts['energy']):.3f}; validation force RMSE {metrics['force_rmse']:.3f} kcal/mol/Å, "
+            f"energy RMSE {metrics['energy_rmse']:.3f} kcal/mol; lr {optimizer.param_groups[0]['lr']:.2e}")
+        if metrics["force_rmse"] < state["best_force_rmse"]:
+            state.update(best_force_rmse=metrics["force_rmse"], best_epoch=state["epoch"],
+                         best_state={k: v.detach().clone() for k, v in network.state_dict().items()})
+            _save_model(out_path, state, config, lj_table, validation_ids, data_paths, label_preference)
+        _atomic_save({"network": network.state_dict(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), "state": state, "python_rng": random.getstate(),
+                      "torch_rng": torch.get_rng_state()}, checkpoint_path)
+    return state
+
+
+def _save_model(out_path, state, config, lj_table, validation_ids, data_paths, label_preference):
+    network_config = dict(ForceFieldModel(config.model, lj_table.atomic_numbers).config)
+    model_file.save(out_path, {
+        "config": network_config,
+        "state_dict": state["best_state"],
+        "lj_types": lj_table.to_dict(),
+        "validation_molecules": list(validation_ids),
+        "training_data": {
+            "files": [os.path.basename(p) for p in data_paths],
+            "label_preference": list(label_preference),
+            "training_config": {k: v for k, v in vars(config).items() if k != "model"},
+            "best_epoch": state["best_epoch"],
+        },
+        "metrics": {"validation_force_rmse_kcal_per_mol_angstrom": state["best_force_rmse"],
+                    "history": state["history"]},
+    })
