@@ -22,6 +22,9 @@ def main(argv=None) -> int:
     for name, module in COMMANDS.items():
         module.add_parser(subparsers)
     args = parser.parse_args(argv)
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")  # errors reach the user as one line per record instead
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     return COMMANDS[args.command].run(args)
 

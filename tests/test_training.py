@@ -1,0 +1,74 @@
+"""Training: a short run on a few molecules writes a loadable model, stores its split, and resumes."""
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from grappa_like import model_file
+from grappa_like.api import Model
+from grappa_like.data import read_records, split_by_molecule
+from grappa_like.lj_types import find_gaff2_dat, read_gaff2_lj_table
+from grappa_like.training import TrainingConfig, train
+
+TRAIN_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "train-v0.h5")
+needs_data = pytest.mark.skipif(not os.path.exists(TRAIN_FILE), reason="shared/data/train-v0.h5 not present")
+
+
+def _has_gaff2():
+    try:
+        find_gaff2_dat()
+        return True
+    except Exception:
+        return False
+
+
+@needs_data
+def test_reader_converts_units_once():
+    with h5py.File(TRAIN_FILE) as handle:
+        mol_id = "capped_ALA"
+        raw_positions = handle[mol_id]["conformations"][:]
+        raw_energy = handle[mol_id]["energy"]["ani2x"][:]
+        raw_forces = handle[mol_id]["forces"]["ani2x"][:]
+    record = next(read_records(TRAIN_FILE, mol_ids=["capped_ALA"]))
+    assert record.label == "ani2x"
+    assert np.allclose(record.positions, raw_positions * 0.1)
+    assert np.allclose(record.energies, raw_energy * 4.184)
+    assert np.allclose(record.forces, raw_forces * 41.84, rtol=1e-6)
+
+
+@needs_data
+def test_label_falls_back_to_gfn2_for_charged_molecules():
+    record = next(read_records(TRAIN_FILE, mol_ids=["capped_ARG"]))
+    assert record.label == "gfn2"
+
+
+def test_split_is_by_molecule_seeded_and_order_independent():
+    ids = [f"m{i}" for i in range(50)]
+    train_a, validation_a = split_by_molecule(ids, 0.2, seed=1)
+    train_b, validation_b = split_by_molecule(list(reversed(ids)), 0.2, seed=1)
+    assert validation_a == validation_b and train_a == train_b
+    assert not set(train_a) & set(validation_a) and len(validation_a) == 10
+    assert split_by_molecule(ids, 0.2, seed=2)[1] != validation_a
+
+
+@needs_data
+@pytest.mark.skipif(not _has_gaff2(), reason="AmberTools' gaff2.dat not installed")
+def test_short_training_writes_model_and_resumes(tmp_path):
+    out = str(tmp_path / "tiny.pt")
+    config = TrainingConfig(epochs=2, batch_molecules=4, validation_fraction=0.25,
+                            model={"width": 16, "n_layers": 1, "head_hidden": 16, "attention_heads": 2})
+    logs = []
+    state = train([TRAIN_FILE], out, read_gaff2_lj_table(), config, max_molecules=8, progress=False, log=logs.append)
+    assert state["epoch"] == 2 and os.path.exists(out) and os.path.exists(out + ".ckpt")
+    payload = model_file.load(out)
+    assert len(payload["validation_molecules"]) == 2
+    assert payload["training_data"]["label_preference"] == ["ani2x", "gfn2"]
+    model = Model.from_payload(payload, out)
+    assert np.isfinite(model.predict([read_records(TRAIN_FILE, mol_ids=["capped_ALA"]).__next__().molecule])[0].bond_k).all()
+
+    config.epochs = 3
+    state = train([TRAIN_FILE], out, read_gaff2_lj_table(), config, max_molecules=8, progress=False, log=logs.append)
+    assert any("resumed" in line for line in logs)
+    assert [entry["epoch"] for entry in state["history"]] == [1, 2, 3]
