@@ -49,7 +49,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 from collections import defaultdict
 from xml.sax.saxutils import quoteattr
 
@@ -57,6 +56,7 @@ import numpy as np
 
 from grappa_like import errors
 from grappa_like.energy import COULOMB_14_SCALE, LJ_14_SCALE
+from grappa_like.fileio import atomic_write, atomic_write_text
 from grappa_like.parameters import Parameters
 from grappa_like.writers import to_openmm_system
 
@@ -121,27 +121,6 @@ def _strip_extension(path_prefix, extensions) -> str:
     return root if extension.lower() in extensions else path_prefix
 
 
-def _atomic_write(path: str, writer) -> str:
-    """Call ``writer(temporary_path)`` in the folder of ``path``, then rename it to ``path``."""
-    folder, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(folder, f".{name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        writer(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return path
-
-
-def _write_text(path: str, text: str) -> str:
-    def write(temporary):
-        with open(temporary, "x") as handle:
-            handle.write(text)
-    return _atomic_write(path, write)
-
-
 def _positions_nm(molecule) -> np.ndarray:
     return np.asarray(molecule.conformer_positions(), dtype=np.float64) / 10.0
 
@@ -175,8 +154,8 @@ def to_gromacs(molecule, parameters: Parameters, path_prefix, residue_name: str 
     prefix = _strip_extension(path_prefix, _GROMACS_EXTENSIONS)
     top_path, gro_path = prefix + ".top", prefix + ".gro"
     names = atom_names(molecule)
-    _write_text(top_path, _gromacs_top(molecule, parameters, names, residue_name))
-    _write_text(gro_path, _gromacs_gro(molecule, names, residue_name))
+    atomic_write_text(top_path, _gromacs_top(molecule, parameters, names, residue_name))
+    atomic_write_text(gro_path, _gromacs_gro(molecule, names, residue_name))
     return [top_path, gro_path]
 
 
@@ -290,13 +269,13 @@ def to_amber(molecule, parameters: Parameters, path_prefix, residue_name: str = 
     # AmberParm directly: Structure.save would fall back to a CHAMBER file if Amber cannot express us.
     parm = parmed.amber.AmberParm.from_structure(structure)
     _check_amber_14(parm, parameters)
-    _atomic_write(prmtop_path, lambda temporary: parm.write_parm(temporary))
+    atomic_write(prmtop_path, lambda temporary: parm.write_parm(temporary))
 
     def write_inpcrd(temporary):
         restart = parmed.amber.Rst7(natom=len(positions), title=molecule.name[:80])
         restart.coordinates = positions
         restart.write(temporary)
-    _atomic_write(inpcrd_path, write_inpcrd)
+    atomic_write(inpcrd_path, write_inpcrd)
     return [prmtop_path, inpcrd_path]
 
 
@@ -355,7 +334,7 @@ def to_ffxml(molecule, parameters: Parameters, path, residue_name: str | None = 
     """Write an OpenMM ForceField XML (nm, kJ/mol, rad, e) with one residue template for ``molecule``; return the path."""
     _check(molecule, parameters)
     path = os.fspath(path)
-    _write_text(path, ffxml_string(molecule, parameters, residue_name))
+    atomic_write_text(path, ffxml_string(molecule, parameters, residue_name))
     return path
 
 

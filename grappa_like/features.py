@@ -34,36 +34,87 @@ def _one_hot(value, choices) -> list[float]:
     return [1.0 if value == choice else 0.0 for choice in choices]
 
 
-def atom_features(mol: Chem.Mol) -> torch.Tensor:
-    """(n_atoms, N_ATOM_FEATURES) float tensor: element, degree, formal charge, hybridisation, H count,
-    aromaticity, ring membership and ring sizes."""
+def atom_features(mol: Chem.Mol, resonance: "Resonance | None" = None) -> torch.Tensor:
+    """(n_atoms, N_ATOM_FEATURES) float tensor: element, degree, formal charge (averaged over resonance
+    structures), hybridisation, number of bonded H, aromaticity, ring membership and ring sizes."""
+    resonance = resonance or Resonance(mol)
     ring_info = mol.GetRingInfo()
     rows = []
     for atom in mol.GetAtoms():
         index = atom.GetIdx()
+        # H atoms made by AddHs carry UNSPECIFIED hybridisation, explicit ones S: same atom, one value
+        hybridization = Chem.HybridizationType.S if atom.GetAtomicNum() == 1 else atom.GetHybridization()
         rows.append(
             _one_hot(atom.GetAtomicNum(), SUPPORTED_ATOMIC_NUMBERS)
             + _one_hot(min(atom.GetDegree(), MAX_DEGREE), range(MAX_DEGREE + 1))
-            + _one_hot(max(min(atom.GetFormalCharge(), 2), -2), FORMAL_CHARGES)
-            + _one_hot(atom.GetHybridization(), HYBRIDIZATIONS)
-            + _one_hot(min(atom.GetTotalNumHs(), MAX_HYDROGENS), range(MAX_HYDROGENS + 1))
+            + list(resonance.formal_charge_one_hot[index])
+            + _one_hot(hybridization, HYBRIDIZATIONS)
+            + _one_hot(min(atom.GetTotalNumHs(includeNeighbors=True), MAX_HYDROGENS), range(MAX_HYDROGENS + 1))
             + [float(atom.GetIsAromatic()), float(ring_info.NumAtomRings(index) > 0)]
             + [float(ring_info.IsAtomInRingOfSize(index, size)) for size in RING_SIZES]
         )
-    return torch.tensor(rows, dtype=torch.float32).reshape(-1, N_ATOM_FEATURES)
+    features = torch.tensor(rows, dtype=torch.float32).reshape(-1, N_ATOM_FEATURES)
+    for group in resonance.equivalent_terminal_groups:
+        features[group] = features[group].mean(0)
+    return features
 
 
-def bond_features(mol: Chem.Mol, bonds: np.ndarray) -> torch.Tensor:
-    """(n_bonds, N_BOND_FEATURES) float tensor for the bonds (i, j) given: bond order, conjugation, ring."""
+def bond_features(mol: Chem.Mol, bonds: np.ndarray, resonance: "Resonance | None" = None) -> torch.Tensor:
+    """(n_bonds, N_BOND_FEATURES) float tensor for the bonds (i, j) given: bond order (averaged over
+    resonance structures), conjugation, ring."""
+    resonance = resonance or Resonance(mol)
     rows = []
     for i, j in bonds:
         bond = mol.GetBondBetweenAtoms(int(i), int(j))
         rows.append(
-            _one_hot(bond.GetBondType(), BOND_TYPES)
+            list(resonance.bond_type_one_hot[bond.GetIdx()])
             + [float(bond.GetIsConjugated()), float(bond.IsInRing()),
                float(bond.GetBondType() not in BOND_TYPES)]
         )
-    return torch.tensor(rows, dtype=torch.float32).reshape(-1, N_BOND_FEATURES)
+    features = torch.tensor(rows, dtype=torch.float32).reshape(-1, N_BOND_FEATURES)
+    row_of_pair = {(int(i), int(j)): row for row, (i, j) in enumerate(bonds)}
+    for group in resonance.equivalent_terminal_groups:
+        centre = next(n.GetIdx() for n in mol.GetAtomWithIdx(group[0]).GetNeighbors())
+        rows_of_group = [row_of_pair[(min(a, centre), max(a, centre))] for a in group]
+        features[rows_of_group] = features[rows_of_group].mean(0)
+    return features
+
+
+class Resonance:
+    """Formal charges and bond orders averaged over resonance structures, so that resonance-equivalent
+    atoms (the O of a carboxylate, nitro, phosphate or sulfonate; the N of an amidinium or guanidinium)
+    get identical features and hence identical parameters.
+
+    Two mechanisms: RDKit's ResonanceMolSupplier for charged conjugated systems (only run when the
+    molecule has formal charges), and groups of terminal heavy atoms of one element on one centre
+    (P=O / P-O⁻, S=O / S-O⁻, which RDKit does not enumerate), whose features are averaged.
+    """
+
+    MAX_STRUCTURES = 64
+
+    def __init__(self, mol: Chem.Mol):
+        n_atoms, n_bonds = mol.GetNumAtoms(), mol.GetNumBonds()
+        charge_sum = np.zeros((n_atoms, len(FORMAL_CHARGES)))
+        bond_sum = np.zeros((n_bonds, len(BOND_TYPES)))
+        structures = [mol]
+        if any(atom.GetFormalCharge() for atom in mol.GetAtoms()):
+            enumerated = [s for s in Chem.ResonanceMolSupplier(mol, 0, self.MAX_STRUCTURES) if s is not None]
+            structures = enumerated or [mol]
+        for structure in structures:
+            for atom in structure.GetAtoms():
+                charge_sum[atom.GetIdx()] += _one_hot(max(min(atom.GetFormalCharge(), 2), -2), FORMAL_CHARGES)
+            for bond in structure.GetBonds():
+                original = mol.GetBondWithIdx(bond.GetIdx())
+                bond_type = Chem.BondType.AROMATIC if original.GetIsAromatic() else bond.GetBondType()
+                bond_sum[bond.GetIdx()] += _one_hot(bond_type, BOND_TYPES)
+        self.formal_charge_one_hot = charge_sum / len(structures)
+        self.bond_type_one_hot = bond_sum / len(structures)
+        groups = {}
+        for atom in mol.GetAtoms():
+            if atom.GetAtomicNum() > 1 and atom.GetDegree() == 1:
+                centre = atom.GetNeighbors()[0].GetIdx()
+                groups.setdefault((centre, atom.GetAtomicNum()), []).append(atom.GetIdx())
+        self.equivalent_terminal_groups = [sorted(g) for g in groups.values() if len(g) > 1]
 
 
 class MoleculeGraph(Data):
@@ -85,10 +136,11 @@ class MoleculeGraph(Data):
 def molecule_graph(mol: Chem.Mol, interactions) -> MoleculeGraph:
     """Graph of an RDKit Mol: atom features, bond features on both edge directions, interactions."""
     bonds = interactions.bonds
-    bond_attr = bond_features(mol, bonds)
+    resonance = Resonance(mol)
+    bond_attr = bond_features(mol, bonds, resonance)
     edge_index = torch.from_numpy(np.concatenate([bonds, bonds[:, ::-1]]).T.copy()).long().reshape(2, -1)
     return MoleculeGraph(
-        x=atom_features(mol),
+        x=atom_features(mol, resonance),
         edge_index=edge_index,
         edge_attr=torch.cat([bond_attr, bond_attr]),
         atomic_numbers=torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=torch.long),

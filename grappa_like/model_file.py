@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 
 import torch
 
 from grappa_like import errors
+from grappa_like.fileio import atomic_write
 
 FORMAT_VERSION = 1
 _METADATA_KEYS = ("format_version", "config", "lj_types", "validation_molecules", "training_data", "metrics")
@@ -32,16 +32,8 @@ def save(path: str, payload: dict) -> None:
     payload = dict(payload, format_version=FORMAT_VERSION)
     payload["state_dict"] = {k: v.detach().cpu().clone() for k, v in payload["state_dict"].items()}
     payload["sha256"] = checksum(payload)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda temporary: torch.save(payload, temporary))
 
 
 def load(path: str) -> dict:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import math
 import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch_geometric.data import Batch
 
@@ -22,6 +20,7 @@ from grappa_like import interactions as interactions_module, model_file
 from grappa_like.data import DEFAULT_LABEL_PREFERENCE, QMRecord, read_records, split_by_molecule
 from grappa_like.energy import bonded_energy, energy_and_forces, nonbonded_energy, nonbonded_pairs
 from grappa_like.features import molecule_graph
+from grappa_like.fileio import atomic_write
 from grappa_like.lj_types import LJTypeTable
 from grappa_like.model import ForceFieldModel
 
@@ -166,17 +165,6 @@ def validation_metrics(network, examples: list[Example], lj_table_tensors, batch
     return {"energy_rmse": math.sqrt(energy_sq / max(energy_n, 1)), "force_rmse": math.sqrt(force_sq / max(force_n, 1))}
 
 
-def _atomic_save(obj, path: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def train(data_paths: list[str], out_path: str, lj_table: LJTypeTable, config: TrainingConfig | None = None,
           checkpoint_path: str | None = None, label_preference=DEFAULT_LABEL_PREFERENCE,
           max_molecules: int | None = None, progress: bool = True, log=print) -> dict:
@@ -247,9 +235,10 @@ def train(data_paths: list[str], out_path: str, lj_table: LJTypeTable, config: T
             state.update(best_force_rmse=metrics["force_rmse"], best_epoch=state["epoch"],
                          best_state={k: v.detach().clone() for k, v in network.state_dict().items()})
             _save_model(out_path, state, config, lj_table, validation_ids, data_paths, label_preference)
-        _atomic_save({"network": network.state_dict(), "optimizer": optimizer.state_dict(),
+        checkpoint = {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "state": state, "python_rng": random.getstate(),
-                      "torch_rng": torch.get_rng_state()}, checkpoint_path)
+                      "torch_rng": torch.get_rng_state()}
+        atomic_write(checkpoint_path, lambda temporary: torch.save(checkpoint, temporary))
     return state
 
 

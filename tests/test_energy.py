@@ -31,6 +31,7 @@ MOLECULES = {
     "glycine_zwitterion": "[NH3+]CC(=O)[O-]",
     "cyclobutanone": "O=C1CCC1",          # a 4-ring with an sp2 centre
     "chlorofluoroethene": "FC=CCl",
+    "propyne": "CC#C",                    # nearly linear angles and torsions about them
 }
 N_CONFORMATIONS = 3
 PERTURBATION_ANGSTROM = 0.05
@@ -272,6 +273,23 @@ def test_energy_and_forces_under_no_grad_and_with_create_graph():
     assert f.requires_grad
     (gradient,) = torch.autograd.grad(f[0, 1, 0], k)
     assert gradient.item() == pytest.approx(-0.01)
+
+
+def test_exactly_linear_geometry_gives_finite_forces():
+    x = torch.tensor([[[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.2, 0.0, 0.0], [0.3, 0.0, 0.0]]], dtype=torch.float64)
+
+    def function(y):
+        return (energy.angle_energy(y, torch.tensor([[0, 1, 2]]), torch.tensor([300.0], dtype=torch.float64),
+                                    torch.tensor([3.0], dtype=torch.float64))
+                + energy.torsion_energy(y, torch.tensor([[0, 1, 2, 3]]),
+                                        torch.tensor([[1.0, -2.0]], dtype=torch.float64)))
+
+    e, f = energy.energy_and_forces(x, function)
+    # (the dihedral of collinear atoms is undefined; only finiteness is required there)
+    assert torch.isfinite(e).all() and torch.isfinite(f).all()
+    angle_only = energy.angle_energy(x, torch.tensor([[0, 1, 2]]), torch.tensor([300.0], dtype=torch.float64),
+                                     torch.tensor([3.0], dtype=torch.float64))
+    assert angle_only.item() == pytest.approx(0.5 * 300.0 * (math.pi - 3.0) ** 2)
 
 
 def test_single_atom_has_zero_energy_and_forces():

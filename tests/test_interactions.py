@@ -24,6 +24,11 @@ MOLECULES = {
     "water": "O",
     "chloride": "[Cl-]",
     "hcn": "C#N",
+    "propyne": "CC#C",
+    "acetonitrile": "CC#N",
+    "but2yne_ol": "CC#CCO",
+    "allene": "C=C=C",
+    "diacetylene": "CC#CC#CC",
 }
 
 
@@ -46,7 +51,11 @@ def brute_force(mol: Chem.Mol) -> dict:
     atoms = range(n)
     bonds = unique_up_to_reversal(p for p in permutations(atoms, 2) if is_path(p))
     angles = unique_up_to_reversal(p for p in permutations(atoms, 3) if is_path(p))
-    propers = unique_up_to_reversal(p for p in permutations(atoms, 4) if is_path(p))
+    # no torsion about a bond that touches a linear atom (sp with two neighbours): undefined dihedral
+    linear = {a.GetIdx() for a in mol.GetAtoms()
+              if a.GetDegree() == 2 and a.GetHybridization() == Chem.HybridizationType.SP}
+    propers = unique_up_to_reversal(p for p in permutations(atoms, 4)
+                                    if is_path(p) and p[1] not in linear and p[2] not in linear)
     distance = Chem.GetDistanceMatrix(mol)
     exclusions = {(i, j) for i in atoms for j in atoms if i < j and distance[i, j] in (1, 2)}
     pairs14 = {(i, j) for i in atoms for j in atoms if i < j and distance[i, j] == 3}
@@ -140,6 +149,20 @@ def test_cyclobutane_edge_cases():
     # H on C0 and H on C2 are 1-4 (via C1 or C3): listed once
     pairs = rows(found.pairs14)
     assert len(pairs) == len(set(pairs))
+
+
+def test_linear_atoms_get_no_torsions_but_keep_their_14_pairs():
+    mol = mol_of("CC#CC")  # but-2-yne: every torsion runs across the linear C#C
+    found = interactions.from_rdkit(mol)
+    assert len(found.propers) == 0
+    # methyl H ... far sp carbon is at graph distance 3: a 1-4 pair although no torsion exists
+    distance = Chem.GetDistanceMatrix(mol)
+    expected = {(i, j) for i in range(mol.GetNumAtoms()) for j in range(i + 1, mol.GetNumAtoms())
+                if distance[i, j] == 3}
+    assert set(rows(found.pairs14)) == expected and expected
+    # from_bonds without linear atoms keeps those torsions
+    bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()]
+    assert len(interactions.from_bonds(mol.GetNumAtoms(), bonds).propers) > 0
 
 
 def test_from_bonds_ignores_duplicates_and_self_bonds():

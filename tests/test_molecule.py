@@ -340,6 +340,14 @@ def test_topology_with_rdkit_template_and_no_positions():
     assert connectivity(result.rdkit_mol) == connectivity(mol)
 
 
+def test_topology_positions_without_units_are_nanometres():
+    mol = shuffled(embedded("CCO", seed=2), seed=3)
+    positions_nm = mol.GetConformer().GetPositions() / 10.0
+    result = molecule.from_topology(_topology_of(mol), "CCO", positions=positions_nm)
+    np.testing.assert_allclose(result.positions, positions_nm * 10.0)
+    assert elements(result.rdkit_mol) == elements(mol)
+
+
 def test_topology_with_wrong_template_is_template_mismatch():
     topology = _topology_of(embedded("CCO"))
     with pytest.raises(errors.TemplateMismatchError):

@@ -1,6 +1,7 @@
 """``grappa-like parameterize``: molecules in, OpenMM System XML files out.
 
-One molecule in: ``-o`` is a file. Several (several inputs, a multi-record SDF, repeated
+One molecule in: ``-o`` is a file (for gromacs/amber: the .top/.prmtop; .gro/.inpcrd are written
+next to it). Several (several inputs, a multi-record SDF, repeated
 ``--smiles``): ``-o`` is a folder with one ``<name>.xml`` per molecule and ``failures.tsv``.
 Exit codes: 0 all succeeded, 1 some records failed (the rest were written), 2 usage error or
 nothing could be parameterized (e.g. the model file is missing or corrupt).
@@ -12,11 +13,11 @@ import logging
 import os
 import re
 import sys
-import tempfile
 
 from grappa_like import errors
+from grappa_like.fileio import atomic_write_text
 
-EXTENSIONS = {"openmm": ".xml"}
+EXTENSIONS = {"openmm": ".xml", "ffxml": ".ffxml", "gromacs": ".top", "amber": ".prmtop"}
 log = logging.getLogger("grappa_like.parameterize")
 
 
@@ -24,7 +25,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "parameterize", help="parameterize molecules with a grappa_like model",
         description="Parameterize molecules with a grappa_like model and write OpenMM Systems "
-                    "(XmlSerializer XML). Inputs: SDF (one or many records), MOL2, PDB (needs --smiles "
+                    "(XmlSerializer XML; or --format ffxml|gromacs|amber). Inputs: SDF (one or many records), MOL2, PDB (needs --smiles "
                     "for bond orders), .smi files (SMILES and name per line), and SMILES via --smiles. "
                     "One molecule: OUT is a file; several: OUT is a folder with <name>.xml and "
                     "failures.tsv. Exit code 0: all written; 1: some records failed; 2: usage error or "
@@ -81,24 +82,17 @@ def unique_file_names(names: list[str]) -> list[str]:
     return result
 
 
-def write_atomically(path: str, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path`` and rename it, so no partial file is left."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+def write_result(result, output_format: str, path: str) -> None:
+    """Write one parameterized molecule in ``output_format`` to ``path`` (each file written atomically)."""
+    if output_format == "openmm":
+        import openmm
 
+        atomic_write_text(path, openmm.XmlSerializer.serialize(result.to_openmm()))
+        return
+    from grappa_like import export
 
-def serialize(result, output_format: str) -> str:
-    """Text of one parameterized molecule in ``output_format``."""
-    import openmm
-
-    return openmm.XmlSerializer.serialize(result.to_openmm())
+    writer = {"ffxml": export.to_ffxml, "gromacs": export.to_gromacs, "amber": export.to_amber}[output_format]
+    writer(result.molecule, result.parameters, path)
 
 
 def run(args) -> int:
@@ -135,7 +129,7 @@ def run(args) -> int:
         if error is None:
             try:
                 path = args.output if single else os.path.join(args.output, file_name + EXTENSIONS[args.format])
-                write_atomically(path, serialize(outcome, args.format))
+                write_result(outcome, args.format, path)
                 written += 1
                 continue
             except Exception as write_error:  # e.g. an unwritable folder: report it as this record's failure
@@ -145,7 +139,7 @@ def run(args) -> int:
     if not single:
         lines = ["record\tinput\terror_class\tmessage"] + [
             "\t".join(field.replace("\t", " ").replace("\n", " ") for field in failure) for failure in failures]
-        write_atomically(os.path.join(args.output, "failures.tsv"), "\n".join(lines) + "\n")
+        atomic_write_text(os.path.join(args.output, "failures.tsv"), "\n".join(lines) + "\n")
     log.info(f"{written} written, {len(failures)} failed -> {args.output}")
     if written == 0:
         return 2
