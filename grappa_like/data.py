@@ -5,7 +5,7 @@ Units are converted once, here: Å -> nm, kcal/mol -> kJ/mol, kcal/mol/Å -> kJ/
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import h5py
@@ -34,6 +34,8 @@ class QMRecord:
     forces: np.ndarray | None        # (M, N, 3) kJ/mol/nm, or None when the label has no forces
     am1bcc_charges: np.ndarray | None  # (N,) e
     gaff2_types: list[str] | None
+    other_labels: dict = field(default_factory=dict)  # label -> (energies kJ/mol, forces kJ/mol/nm or None)
+    attrs: dict = field(default_factory=dict)         # every group attribute, as str (e.g. "pdb")
 
 
 def choose_label(group: h5py.Group, preference=DEFAULT_LABEL_PREFERENCE) -> str | None:
@@ -61,9 +63,8 @@ def _record(path: str, mol_id: str, group: h5py.Group, label: str) -> QMRecord:
     atomic_numbers = group["atomic_numbers"][:].astype(np.int64)
     if not np.array_equal(atomic_numbers, molecule.atomic_numbers):
         raise errors.DataFileError(f"{path}:{mol_id}: element order of the mapped SMILES differs from atomic_numbers")
-    forces = None
-    if "forces" in group and label in group["forces"]:
-        forces = group["forces"][label][:].astype(np.float64) * (KCAL_TO_KJ / ANGSTROM_TO_NM)
+    labels = {name: _label_arrays(group, name) for name in group["energy"].keys()}
+    energies, forces = labels.pop(label)
     charges = group["charges"]["am1bcc"][:].astype(np.float64) if "charges" in group and "am1bcc" in group["charges"] else None
     types = [t.decode() for t in group["gaff2_types"][:]] if "gaff2_types" in group else None
     return QMRecord(
@@ -73,11 +74,22 @@ def _record(path: str, mol_id: str, group: h5py.Group, label: str) -> QMRecord:
         label=label,
         molecule=molecule,
         positions=group["conformations"][:].astype(np.float64) * ANGSTROM_TO_NM,
-        energies=group["energy"][label][:].astype(np.float64) * KCAL_TO_KJ,
+        energies=energies,
         forces=forces,
         am1bcc_charges=charges,
         gaff2_types=types,
+        other_labels=labels,
+        attrs={key: str(value) for key, value in attrs.items()},
     )
+
+
+def _label_arrays(group: h5py.Group, label: str):
+    """(energies kJ/mol, forces kJ/mol/nm or None) of one label of a molecule group."""
+    energies = group["energy"][label][:].astype(np.float64) * KCAL_TO_KJ
+    forces = None
+    if "forces" in group and label in group["forces"]:
+        forces = group["forces"][label][:].astype(np.float64) * (KCAL_TO_KJ / ANGSTROM_TO_NM)
+    return energies, forces
 
 
 def split_by_molecule(mol_ids, validation_fraction: float = 0.1, seed: int = 20261125):

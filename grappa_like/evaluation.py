@@ -77,7 +77,7 @@ class ErrorAccumulator:
 
 def gaff2_system_for_record(record: QMRecord, cache_dir: str | None = None) -> openmm.System:
     """GAFF2 + AM1-BCC System: from the record's stored AM1-BCC charges and GAFF2 types when present,
-    else by the full AmberTools route (antechamber -c bcc -at gaff2)."""
+    else by the full AmberTools route (antechamber -c bcc -at gaff2, parmchk2, tleap)."""
     from rdkit import Chem
 
     from grappa_like import baselines
@@ -92,22 +92,79 @@ def gaff2_system_for_record(record: QMRecord, cache_dir: str | None = None) -> o
     return baselines.gaff2_am1bcc_system(mol, name=record.mol_id, cache_dir=cache_dir)
 
 
-def evaluate_records(records, model, baselines=("gaff2",), cache_dir=None, on_error=None, progress=False) -> dict:
-    """Errors of ``model`` and of each baseline per group ``subset/label``; also charge RMSE and LJ-type accuracy.
+def ff14sb_system_for_record(record: QMRecord) -> openmm.System:
+    """Amber ff14SB System (OpenMM amber14-all.xml, vacuum, NoCutoff) from the record's ``pdb`` attribute."""
+    import io
 
-    Returns {"groups": {group: {method: summary}}, "charges": {...}, "lj_types": {...}, "failures": [...]}.
+    from openmm import app
+
+    if "pdb" not in record.attrs:
+        raise ValueError(f"{record.mol_id}: no 'pdb' attribute, ff14SB needs residue names")
+    pdb = app.PDBFile(io.StringIO(record.attrs["pdb"]))
+    elements = [atom.element.atomic_number for atom in pdb.topology.atoms()]
+    if elements != record.molecule.atomic_numbers.tolist():
+        raise ValueError(f"{record.mol_id}: the atom order of the stored PDB differs from the QM data")
+    return app.ForceField("amber14-all.xml").createSystem(pdb.topology, nonbondedMethod=app.NoCutoff,
+                                                          constraints=None, rigidWater=False)
+
+
+def baseline_predictors(names, cache_dir: str | None = None) -> dict:
+    """Map baseline names to functions record -> (energies kJ/mol, forces kJ/mol/nm).
+
+    Names: ``gaff2`` (GAFF2 + AM1-BCC via AmberTools), ``ff14sb`` (OpenMM amber14-all.xml, needs a
+    ``pdb`` attribute) and ``label:<name>`` (a label stored in the file, e.g. ``label:amber99sbildn``).
+    """
+    predictors = {}
+    for name in names:
+        if name == "gaff2":
+            predictors[name] = lambda record: openmm_energies_forces(
+                gaff2_system_for_record(record, cache_dir), record.positions)
+        elif name == "ff14sb":
+            predictors[name] = lambda record: openmm_energies_forces(ff14sb_system_for_record(record), record.positions)
+        elif name.startswith("label:"):
+            predictors[name.split(":", 1)[1]] = lambda record, label=name.split(":", 1)[1]: record.other_labels[label]
+        else:
+            raise ValueError(f"unknown baseline {name!r} (use gaff2, ff14sb or label:<name>)")
+    return predictors
+
+
+def evaluate_records(records, model, baselines: dict | None = None, on_error=None, progress=False,
+                     parity_points: dict | None = None) -> dict:
+    """Errors of ``model`` and of each baseline predictor per group ``subset/label``; also charge RMSE and
+    LJ-type accuracy. ``baselines``: name -> function(record) -> (energies, forces), see
+    :func:`baseline_predictors`. If ``parity_points`` is a dict, (QM, predicted) force components in
+    kcal/mol/Å are appended to it per (group, method), for parity plots.
+
+    Returns {"groups": {group: {method: summary}}, "per_molecule": ..., "charges": ..., "lj_types": ...,
+    "failures": [...]}.
     """
     from tqdm.auto import tqdm
 
+    baselines = baselines or {}
     accumulators: dict = {}
     charge_sq, charge_n, lj_correct, lj_n = 0.0, 0, 0, 0
     failures = []
     for record in tqdm(records, desc="evaluate", disable=not progress):
         group = f"{record.subset}/{record.label}"
         parameters = model.predict([record.molecule])[0]
-        energies, forces = parameters_energies_forces(parameters, record.positions)
-        accumulators.setdefault(group, {}).setdefault("grappa_like", ErrorAccumulator()).add(
-            record.mol_id, record, energies, forces)
+        predictions = {"grappa_like": lambda: parameters_energies_forces(parameters, record.positions)}
+        predictions.update({name: (lambda function=function: function(record)) for name, function in baselines.items()})
+        for method, predict in predictions.items():
+            try:
+                energies, forces = predict()
+            except Exception as error:  # a baseline failure is reported, never fatal
+                if method == "grappa_like":
+                    raise
+                failures.append({"mol_id": record.mol_id, "method": method, "error": f"{type(error).__name__}: {error}"})
+                if on_error:
+                    on_error(record.mol_id, method, error)
+                continue
+            accumulators.setdefault(group, {}).setdefault(method, ErrorAccumulator()).add(
+                record.mol_id, record, energies, forces)
+            if parity_points is not None and forces is not None and record.forces is not None:
+                points = parity_points.setdefault((group, method), ([], []))
+                points[0].append(record.forces.ravel() * KJ_PER_NM_TO_KCAL_PER_ANGSTROM)
+                points[1].append(np.asarray(forces).ravel() * KJ_PER_NM_TO_KCAL_PER_ANGSTROM)
         if record.am1bcc_charges is not None:
             charge_sq += float(((parameters.charges - record.am1bcc_charges) ** 2).sum())
             charge_n += len(parameters.charges)
@@ -117,17 +174,6 @@ def evaluate_records(records, model, baselines=("gaff2",), cache_dir=None, on_er
             expected = [table.gaff2_type_to_class.get(t, -1) for t in record.gaff2_types]
             lj_correct += sum(p == e for p, e in zip(predicted, expected))
             lj_n += len(expected)
-        for baseline in baselines:
-            try:
-                system = gaff2_system_for_record(record, cache_dir)
-                baseline_energies, baseline_forces = openmm_energies_forces(system, record.positions)
-            except Exception as error:  # a baseline failure is reported, never fatal
-                failures.append({"mol_id": record.mol_id, "method": baseline, "error": f"{type(error).__name__}: {error}"})
-                if on_error:
-                    on_error(record.mol_id, baseline, error)
-                continue
-            accumulators[group].setdefault(baseline, ErrorAccumulator()).add(
-                record.mol_id, record, baseline_energies, baseline_forces)
     return {
         "groups": {group: {method: acc.summary() for method, acc in methods.items()}
                    for group, methods in sorted(accumulators.items())},

@@ -1,4 +1,4 @@
-"""Command line: ``grappa-like parameterize | train | evaluate``; one module per command."""
+"""Command line: ``grappa-like parameterize | train | evaluate | benchmark``; one module per command."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 import logging
 import sys
 
-from grappa_like.cli import evaluate, parameterize, train
+from grappa_like.cli import benchmark, evaluate, parameterize, train
 
-COMMANDS = {"parameterize": parameterize, "train": train, "evaluate": evaluate}
+COMMANDS = {"parameterize": parameterize, "train": train, "evaluate": evaluate, "benchmark": benchmark}
 
 
 def main(argv=None) -> int:

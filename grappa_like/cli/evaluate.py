@@ -21,7 +21,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--split", choices=["validation", "all"], default="all",
                         help="'validation': only the molecules stored as the model's validation split")
     parser.add_argument("--labels", default="ani2x,gfn2,dft", help="label preference (default ani2x,gfn2,dft)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip GAFF2 + AM1-BCC")
+    parser.add_argument("--baselines", default="gaff2",
+                        help="comma-separated: gaff2 (GAFF2 + AM1-BCC via AmberTools), ff14sb (amber14-all.xml, "
+                             "needs a pdb attribute), label:<name> (a label stored in the file); '' for none")
     parser.add_argument("--cache-dir", default=None, help="cache for AmberTools results (full AM1-BCC route)")
     parser.add_argument("-o", "--output", required=True, help="output prefix: writes PREFIX.md and PREFIX.json")
 
@@ -30,7 +32,7 @@ def run(args) -> int:
     from grappa_like import errors
     from grappa_like.api import load_model
     from grappa_like.data import read_records
-    from grappa_like.evaluation import evaluate_records, markdown_table
+    from grappa_like.evaluation import baseline_predictors, evaluate_records, markdown_table
 
     try:
         model = load_model(args.model)
@@ -43,13 +45,13 @@ def run(args) -> int:
     if not records:
         log.error("error: no molecules to evaluate")
         return 2
-    baselines = () if args.no_baseline else ("gaff2",)
-    results = evaluate_records(records, model, baselines, cache_dir=args.cache_dir, progress=sys.stderr.isatty(),
+    baselines = baseline_predictors([name for name in args.baselines.split(",") if name], args.cache_dir)
+    results = evaluate_records(records, model, baselines, progress=sys.stderr.isatty(),
                                on_error=lambda mol_id, method, error: log.warning(f"{method} failed on {mol_id}: {error}"))
     results["model"] = {"path": os.path.abspath(model.path or ""), "sha256": model.checksum}
     results["data"] = [os.path.abspath(p) for p in args.data]
     results["split"] = args.split
-    table = markdown_table(results["groups"], ("grappa_like",) + baselines)
+    table = markdown_table(results["groups"], ("grappa_like", *baselines))
     lines = [table, f"Charge RMSE vs AM1-BCC: {_fmt(results['charges']['rmse_vs_am1bcc'])} e "
              f"({results['charges']['atoms']} atoms); LJ-type accuracy vs GAFF2: "
              f"{_fmt(results['lj_types']['accuracy_vs_gaff2'])} ({results['lj_types']['atoms']} atoms)\n"]
