@@ -6,14 +6,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch_geometric.data import Batch
 
 from grappa_like import errors, interactions as interactions_module, model_file
 from grappa_like.features import molecule_graph
 from grappa_like.lj_types import LJTypeTable
-from grappa_like.model import ForceFieldModel
+from grappa_like.model import OUTPUT_ALIGNMENT, ForceFieldModel, split_per_molecule
 from grappa_like.molecule import DEFAULT_MAX_ATOMS, Molecule, to_molecule
 from grappa_like.parameters import Parameters
 from grappa_like.writers import to_openmm_system
@@ -63,43 +62,20 @@ class Model:
         results: list[Parameters] = []
         for chunk in _chunks_by_atoms(graphs, INFERENCE_BATCH_ATOMS):
             batch = Batch.from_data_list([graphs[i] for i in chunk])
-            raw = self.network(batch)
-            results.extend(self._split(raw, batch, [all_interactions[i] for i in chunk]))
+            per_molecule = split_per_molecule(self.network(batch), [graphs[i] for i in chunk])
+            results.extend(self._to_parameters(raw, all_interactions[i]) for raw, i in zip(per_molecule, chunk))
         return results
 
-    def _split(self, raw: dict, batch, interactions_list) -> list[Parameters]:
-        counts = {
-            "atoms": [it.n_atoms for it in interactions_list],
-            "bonds": [len(it.bonds) for it in interactions_list],
-            "angles": [len(it.angles) for it in interactions_list],
-            "propers": [len(it.propers) for it in interactions_list],
-            "impropers": [len(it.impropers) for it in interactions_list],
-        }
-        numpy = {key: value.double().numpy() for key, value in raw.items() if key != "lj_logits"}
+    def _to_parameters(self, raw: dict, interactions) -> Parameters:
+        """Parameters (float64 numpy) of one molecule from its slice of the network output."""
         lj_class = raw["lj_logits"].argmax(-1).numpy()
-
-        def pieces(key, group):
-            return np.split(numpy[key], np.cumsum(counts[group])[:-1])
-
-        split = {
-            key: pieces(key, group) for key, group in (
-                ("bond_k", "bonds"), ("bond_r0", "bonds"), ("angle_k", "angles"),
-                ("angle_theta0", "angles"), ("proper_k", "propers"), ("improper_k", "impropers"),
-                ("charges", "atoms"),
-            )
-        }
-        classes = np.split(lj_class, np.cumsum(counts["atoms"])[:-1])
-        parameters = []
-        for index, interactions in enumerate(interactions_list):
-            lj = classes[index]
-            parameters.append(Parameters(
-                interactions=interactions,
-                **{key: split[key][index] for key in split},
-                sigma=self.lj_table.sigma[lj],
-                epsilon=self.lj_table.epsilon[lj],
-                lj_types=tuple(self.lj_table.names[c] for c in lj),
-            ))
-        return parameters
+        return Parameters(
+            interactions=interactions,
+            **{key: raw[key].double().numpy() for key in OUTPUT_ALIGNMENT if key != "lj_logits"},
+            sigma=self.lj_table.sigma[lj_class],
+            epsilon=self.lj_table.epsilon[lj_class],
+            lj_types=tuple(self.lj_table.names[c] for c in lj_class),
+        )
 
 
 def _chunks_by_atoms(graphs, max_atoms: int):

@@ -125,6 +125,20 @@ class ForceFieldModel(nn.Module):
         }
 
 
+# which index array each output of ForceFieldModel.forward is aligned with
+OUTPUT_ALIGNMENT = {"bond_k": "bonds", "bond_r0": "bonds", "angle_k": "angles", "angle_theta0": "angles",
+                    "proper_k": "propers", "improper_k": "impropers", "charges": "atoms", "lj_logits": "atoms"}
+
+
+def split_per_molecule(raw: dict, graphs) -> list[dict]:
+    """Cut the batched outputs of :class:`ForceFieldModel` into one dict per molecule graph (in order)."""
+    counts = {"atoms": [graph.num_nodes for graph in graphs]}
+    for key in ("bonds", "angles", "propers", "impropers"):
+        counts[key] = [len(getattr(graph, key)) for graph in graphs]
+    pieces = {key: torch.split(raw[key], counts[group]) for key, group in OUTPUT_ALIGNMENT.items()}
+    return [{key: pieces[key][index] for key in OUTPUT_ALIGNMENT} for index in range(len(graphs))]
+
+
 def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 

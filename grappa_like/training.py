@@ -22,13 +22,10 @@ from grappa_like.energy import bonded_energy, energy_and_forces, nonbonded_energ
 from grappa_like.features import molecule_graph
 from grappa_like.fileio import atomic_write
 from grappa_like.lj_types import LJTypeTable
-from grappa_like.model import ForceFieldModel
+from grappa_like.model import ForceFieldModel, split_per_molecule
 
 KJ_TO_KCAL = 1.0 / 4.184
 KJ_PER_NM_TO_KCAL_PER_ANGSTROM = 1.0 / 41.84
-PARAMETER_KEYS = {"bond_k": "bonds", "bond_r0": "bonds", "angle_k": "angles", "angle_theta0": "angles",
-                  "proper_k": "propers", "improper_k": "impropers", "charges": "atoms", "lj_logits": "atoms"}
-
 
 @dataclass
 class TrainingConfig:
@@ -84,16 +81,6 @@ def prepare(record: QMRecord, lj_table: LJTypeTable) -> Example:
     )
 
 
-def split_parameters(raw: dict, examples: list[Example]) -> list[dict]:
-    """Cut the batched parameter tensors of the network into one dict per molecule."""
-    counts = {
-        "atoms": [e.graph.num_nodes for e in examples],
-        **{key: [len(e.indices[key]) for e in examples] for key in ("bonds", "angles", "propers", "impropers")},
-    }
-    pieces = {key: torch.split(raw[key], counts[group]) for key, group in PARAMETER_KEYS.items()}
-    return [{key: pieces[key][i] for key in PARAMETER_KEYS} for i in range(len(examples))]
-
-
 def molecule_predictions(example: Example, params: dict, lj_table_tensors, create_graph: bool):
     """MM energies (M,) and forces (M, N, 3) of one molecule: bonded with graph, nonbonded detached."""
     lj_class = params["lj_logits"].detach().argmax(-1)
@@ -113,7 +100,7 @@ def batch_loss(network, examples: list[Example], config: TrainingConfig, lj_tabl
     """Loss of one batch of molecules (scalar tensor) and its parts (floats)."""
     batch = Batch.from_data_list([e.graph for e in examples])
     raw = network(batch)
-    per_molecule = split_parameters(raw, examples)
+    per_molecule = split_per_molecule(raw, [e.graph for e in examples])
     energy_terms, force_terms, charge_terms, lj_terms, torsion_terms = [], [], [], [], []
     for example, params in zip(examples, per_molecule):
         energies, forces = molecule_predictions(example, params, lj_table_tensors, create_graph)
@@ -153,7 +140,7 @@ def validation_metrics(network, examples: list[Example], lj_table_tensors, batch
         for start in range(0, len(examples), batch_molecules):
             chunk = examples[start:start + batch_molecules]
             raw = network(Batch.from_data_list([e.graph for e in chunk]))
-            for example, params in zip(chunk, split_parameters(raw, chunk)):
+            for example, params in zip(chunk, split_per_molecule(raw, [e.graph for e in chunk])):
                 energies, forces = molecule_predictions(example, params, lj_table_tensors, create_graph=False)
                 energies = energies - energies.mean()
                 energy_sq += float((((energies - example.energies) * KJ_TO_KCAL) ** 2).sum())
