@@ -85,36 +85,57 @@ class Resonance:
     atoms (the O of a carboxylate, nitro, phosphate or sulfonate; the N of an amidinium or guanidinium)
     get identical features and hence identical parameters.
 
-    Two mechanisms: RDKit's ResonanceMolSupplier for charged conjugated systems (only run when the
-    molecule has formal charges), and groups of terminal heavy atoms of one element on one centre
-    (P=O / P-O⁻, S=O / S-O⁻, which RDKit does not enumerate), whose features are averaged.
+    Two mechanisms: RDKit's ResonanceMolSupplier, run separately on each conjugated system that
+    carries a formal charge (cut out at its non-conjugated bonds, so a protein with many charged
+    groups costs the sum, not the product, of their structures); and groups of terminal heavy atoms
+    of one element on one centre (P=O / P-O⁻, S=O / S-O⁻, which RDKit does not enumerate), whose
+    features are averaged.
     """
 
-    MAX_STRUCTURES = 64
+    MAX_STRUCTURES_PER_SYSTEM = 64
 
     def __init__(self, mol: Chem.Mol):
-        n_atoms, n_bonds = mol.GetNumAtoms(), mol.GetNumBonds()
-        charge_sum = np.zeros((n_atoms, len(FORMAL_CHARGES)))
-        bond_sum = np.zeros((n_bonds, len(BOND_TYPES)))
-        structures = [mol]
-        if any(atom.GetFormalCharge() for atom in mol.GetAtoms()):
-            enumerated = [s for s in Chem.ResonanceMolSupplier(mol, 0, self.MAX_STRUCTURES) if s is not None]
-            structures = enumerated or [mol]
-        for structure in structures:
-            for atom in structure.GetAtoms():
-                charge_sum[atom.GetIdx()] += _one_hot(max(min(atom.GetFormalCharge(), 2), -2), FORMAL_CHARGES)
-            for bond in structure.GetBonds():
-                original = mol.GetBondWithIdx(bond.GetIdx())
-                bond_type = Chem.BondType.AROMATIC if original.GetIsAromatic() else bond.GetBondType()
-                bond_sum[bond.GetIdx()] += _one_hot(bond_type, BOND_TYPES)
-        self.formal_charge_one_hot = charge_sum / len(structures)
-        self.bond_type_one_hot = bond_sum / len(structures)
+        n_atoms = mol.GetNumAtoms()
+        self.formal_charge_one_hot = np.array(
+            [_one_hot(max(min(a.GetFormalCharge(), 2), -2), FORMAL_CHARGES) for a in mol.GetAtoms()]).reshape(-1, len(FORMAL_CHARGES))
+        self.bond_type_one_hot = np.array(
+            [_one_hot(b.GetBondType(), BOND_TYPES) for b in mol.GetBonds()]).reshape(-1, len(BOND_TYPES))
+        for fragment, atom_indices in self._charged_conjugated_systems(mol):
+            structures = [s for s in Chem.ResonanceMolSupplier(fragment, 0, self.MAX_STRUCTURES_PER_SYSTEM)
+                          if s is not None]
+            for fragment_index, original in enumerate(atom_indices):
+                if original < n_atoms:
+                    self.formal_charge_one_hot[original] = np.mean([_one_hot(
+                        max(min(s.GetAtomWithIdx(fragment_index).GetFormalCharge(), 2), -2), FORMAL_CHARGES)
+                        for s in structures], axis=0)
+            for bond in fragment.GetBonds():
+                begin, end = atom_indices[bond.GetBeginAtomIdx()], atom_indices[bond.GetEndAtomIdx()]
+                original_bond = mol.GetBondBetweenAtoms(begin, end) if max(begin, end) < n_atoms else None
+                if original_bond is None or original_bond.GetIsAromatic():
+                    continue
+                self.bond_type_one_hot[original_bond.GetIdx()] = np.mean([_one_hot(
+                    s.GetBondWithIdx(bond.GetIdx()).GetBondType(), BOND_TYPES) for s in structures], axis=0)
         groups = {}
         for atom in mol.GetAtoms():
             if atom.GetAtomicNum() > 1 and atom.GetDegree() == 1:
                 centre = atom.GetNeighbors()[0].GetIdx()
                 groups.setdefault((centre, atom.GetAtomicNum()), []).append(atom.GetIdx())
         self.equivalent_terminal_groups = [sorted(g) for g in groups.values() if len(g) > 1]
+
+    @staticmethod
+    def _charged_conjugated_systems(mol: Chem.Mol):
+        """Yield (fragment Mol, original atom index of each fragment atom) per conjugated system with a
+        formal charge; fragment atoms beyond the molecule's atoms are dummies where bonds were cut."""
+        if not any(atom.GetFormalCharge() for atom in mol.GetAtoms()):
+            return
+        cut = [bond.GetIdx() for bond in mol.GetBonds() if not bond.GetIsConjugated()]
+        pieces = Chem.FragmentOnBonds(mol, cut, addDummies=True) if cut else Chem.Mol(mol)
+        atom_maps: list = []
+        fragments = Chem.GetMolFrags(pieces, asMols=True, sanitizeFrags=False, fragsMolAtomMapping=atom_maps)
+        for fragment, atom_indices in zip(fragments, atom_maps):
+            if fragment.GetNumBonds() and any(atom.GetFormalCharge() for atom in fragment.GetAtoms()):
+                fragment.UpdatePropertyCache(strict=False)
+                yield fragment, atom_indices
 
 
 class MoleculeGraph(Data):

@@ -309,3 +309,19 @@ def test_ranges_hold_for_extreme_head_outputs(lj_table):
         out = network(molecule_graph(mol, interactions.from_rdkit(mol)))
     assert torch.all(out["bond_k"] > 0) and torch.all(out["bond_r0"] > 0) and torch.all(out["angle_k"] > 0)
     assert torch.all(out["angle_theta0"] > 0) and torch.all(out["angle_theta0"] <= math.pi)
+
+
+def test_resonance_is_local_to_each_charged_group(random_model):
+    # Arg-Arg-Asp-Glu-like chain with four charged conjugated groups: each guanidinium's N and each
+    # carboxylate's O must be equivalent however many groups the molecule has.
+    smiles = "NC(=[NH2+])NCCC[C@@H](C(=O)[O-])NC(=O)[C@@H](CCCNC(N)=[NH2+])NC(=O)CC(=O)[O-]"
+    mol = molecule_module.from_smiles(smiles)
+    (parameters,) = predict(random_model, [mol])
+    rdmol = mol.rdkit_mol
+    for atom in rdmol.GetAtoms():
+        if atom.GetSymbol() == "C" and atom.GetDegree() == 3:
+            terminal = [n.GetIdx() for n in atom.GetNeighbors()
+                        if n.GetSymbol() in "NO" and not any(m.GetAtomicNum() > 1 and m.GetIdx() != atom.GetIdx()
+                                                           for m in n.GetNeighbors())]
+            if len(terminal) >= 2:
+                np.testing.assert_allclose(parameters.charges[terminal], parameters.charges[terminal[0]], rtol=1e-5)

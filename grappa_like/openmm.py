@@ -1,0 +1,632 @@
+"""OpenMM integration: a residue-template generator for small molecules, and bonded
+re-parameterization of Systems built with another force field (e.g. a protein with amber14).
+
+:class:`TemplateGenerator` works like openmmforcefields' ``GAFFTemplateGenerator``::
+
+    generator = TemplateGenerator(molecules=["CC(=O)Oc1ccccc1C(=O)O"], cache="templates.json")
+    forcefield = app.ForceField("amber14-all.xml", "amber14/tip3p.xml")
+    forcefield.registerTemplateGenerator(generator.generator)
+
+A residue that no other template matches is compared with the registered molecules by graph
+isomorphism (elements and bonds only; atom names and order do not matter; the formal charges and
+bond orders come from the registered molecule). The model runs once per molecule; the template
+it yields is kept in memory and, with ``cache=``, in a JSON or SQLite file keyed by model checksum
+and canonical isomeric SMILES.
+
+How the terms are expressed in the generated ffxml (the System equals
+:func:`grappa_like.writers.to_openmm_system` term by term; the tests check the energy force by
+force to 1e-6 relative):
+
+- one atom type per atom, named ``<tag>-<atom index>``; the tag is made from the model checksum
+  and a hash of the canonical SMILES, so several molecules and models coexist in one ForceField;
+- bonds, angles and proper torsions: standard ``<HarmonicBondForce>``, ``<HarmonicAngleForce>``,
+  ``<PeriodicTorsionForce><Proper>``. With unique types every term matches exactly one
+  definition (OpenMM matches a proper in either direction and skips zero amplitudes);
+- impropers: OpenMM's ``<Improper>`` applies one definition per centre atom (or, with
+  ``ordering="smirnoff"``, one parameter set to all three cyclic orders), while the model gives
+  each of the three impropers (a, b, c, d) of a centre c its own amplitudes. They are therefore
+  written to a ``<GrappaLikeImproperTorsions>`` element whose parser this module registers with
+  OpenMM; its generator adds the terms, atoms in our order (a, b, c, d), to the System's
+  PeriodicTorsionForce. OpenMM ignores unknown tags, so this XML is only meant to be loaded with
+  ``grappa_like.openmm`` imported (the generator does that); write portable files with
+  ``grappa_like.export``;
+- nonbonded: ``<NonbondedForce coulomb14scale="0.8333333333333334" lj14scale="0.5">``, charges
+  from the residue template, σ/ε per type. OpenMM derives the 1-2/1-3 exclusions and the 1-4
+  exceptions (Coulomb/1.2, LJ/2, Lorentz-Berthelot) from the bonds: the same pairs and scaling
+  as our writer and as amber14, so the template mixes with ``amber14-all.xml``.
+
+:func:`reparameterize_system` keeps particles, masses, constraints and the NonbondedForce of a
+System and replaces the HarmonicBond/HarmonicAngle/PeriodicTorsion (and CMAP) terms of the chosen
+molecules by the model's. Bond orders and formal charges are inferred residue by residue with
+RDKit's ``DetermineBondOrders`` (external bonds capped with hydrogens, residue charge =
+rounded sum of the NonbondedForce charges), falling back to the whole molecule.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import tempfile
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+import openmm
+from openmm import app, unit
+from openmm.app import forcefield as openmm_forcefield
+from rdkit import Chem
+from rdkit.Chem import rdDetermineBonds
+
+from grappa_like import errors
+from grappa_like.api import Model, load_model
+from grappa_like.energy import COULOMB_14_SCALE, LJ_14_SCALE
+from grappa_like.molecule import Molecule, from_rdkit, read_file, to_molecule
+from grappa_like.parameters import Parameters
+
+__all__ = ["TemplateGenerator", "reparameterize_system", "molecules_from_topology", "molecule_topology"]
+
+IMPROPER_TAG = "GrappaLikeImproperTorsions"
+CHARGE_TOLERANCE = 1e-4       # e; template charges must add up to the formal charge
+RESIDUE_CHARGE_TOLERANCE = 0.05  # e; residue charges further from an integer: infer bond orders per molecule
+MAX_REPARAMETERIZED_ATOMS = 100_000
+# RDKit's DetermineBondOrders on a whole molecule can take minutes beyond ~150 atoms with several
+# charged groups (e.g. a 12-residue peptide); larger molecules are inferred residue by residue only.
+MAX_WHOLE_MOLECULE_ATOMS = 200
+
+
+def _as_model(model) -> Model:
+    return model if isinstance(model, Model) else load_model(model)
+
+
+def _model_checksum(model: Model) -> str:
+    """The model file's sha256, or one computed from the weights for a model built in memory."""
+    if model.checksum:
+        return model.checksum
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Graph matching
+
+
+def _element_graph(atomic_numbers, bonds) -> Chem.Mol:
+    """RDKit graph holding only elements and connectivity (all bonds single, no charges)."""
+    graph = Chem.RWMol()
+    for atomic_number in atomic_numbers:
+        atom = Chem.Atom(int(atomic_number))
+        atom.SetNoImplicit(True)
+        graph.AddAtom(atom)
+    for i, j in bonds:
+        graph.AddBond(int(i), int(j), Chem.BondType.SINGLE)
+    graph = graph.GetMol()
+    graph.UpdatePropertyCache(strict=False)
+    return graph
+
+
+def _graph_key(atomic_numbers, n_bonds: int) -> tuple:
+    return tuple(sorted(int(z) for z in atomic_numbers)), int(n_bonds)
+
+
+def _residue_graph(residue):
+    """(atomic numbers, local bonds, has external bonds) of an OpenMM residue; None if an atom has no element."""
+    atoms = list(residue.atoms())
+    if any(atom.element is None for atom in atoms):
+        return None
+    local = {atom.index: k for k, atom in enumerate(atoms)}
+    bonds = [(local[a.index], local[b.index]) for a, b in residue.internal_bonds()]
+    has_external = any(True for _ in residue.external_bonds())
+    return [atom.element.atomic_number for atom in atoms], bonds, has_external
+
+
+# --------------------------------------------------------------------------------------------
+# ffxml of one molecule
+
+
+def _number(value) -> str:
+    return repr(float(value))
+
+
+def _torsion_attributes(element, types, signed_k) -> None:
+    for index, type_name in enumerate(types, start=1):
+        element.set(f"type{index}", type_name)
+    for column, kappa in enumerate(signed_k, start=1):
+        element.set(f"periodicity{column}", str(column))
+        element.set(f"phase{column}", _number(0.0 if kappa >= 0 else np.pi))
+        element.set(f"k{column}", _number(abs(float(kappa))))
+
+
+def template_xml(molecule: Molecule, parameters: Parameters, tag: str) -> str:
+    """ffxml (string) with one residue template named ``tag`` and its per-atom types and terms."""
+    interactions = parameters.interactions
+    total = float(np.sum(parameters.charges))
+    if abs(total - molecule.total_charge) > CHARGE_TOLERANCE:
+        raise errors.GrappaLikeError(
+            f"{molecule.name}: the model's charges add up to {total:.6f} e, not to the formal charge "
+            f"{molecule.total_charge}"
+        )
+    types = [f"{tag}-{index}" for index in range(molecule.n_atoms)]
+    root = ElementTree.Element("ForceField")
+    atom_types = ElementTree.SubElement(root, "AtomTypes")
+    residues = ElementTree.SubElement(root, "Residues")
+    residue = ElementTree.SubElement(residues, "Residue", name=tag)
+    for index, atomic_number in enumerate(molecule.atomic_numbers):
+        element = app.Element.getByAtomicNumber(int(atomic_number))
+        ElementTree.SubElement(atom_types, "Type", name=types[index], attrib={"class": types[index]},
+                               element=element.symbol, mass=_number(element.mass.value_in_unit(unit.dalton)))
+        ElementTree.SubElement(residue, "Atom", name=f"{element.symbol}{index}", type=types[index],
+                               charge=_number(parameters.charges[index]))
+    for i, j in interactions.bonds:
+        ElementTree.SubElement(residue, "Bond", atomName1=residue[i].get("name"), atomName2=residue[j].get("name"))
+
+    bond_force = ElementTree.SubElement(root, "HarmonicBondForce")
+    for (i, j), r0, k in zip(interactions.bonds, parameters.bond_r0, parameters.bond_k):
+        ElementTree.SubElement(bond_force, "Bond", type1=types[i], type2=types[j], length=_number(r0), k=_number(k))
+    angle_force = ElementTree.SubElement(root, "HarmonicAngleForce")
+    for (i, j, k), theta0, force_constant in zip(interactions.angles, parameters.angle_theta0, parameters.angle_k):
+        ElementTree.SubElement(angle_force, "Angle", type1=types[i], type2=types[j], type3=types[k],
+                               angle=_number(theta0), k=_number(force_constant))
+    torsion_force = ElementTree.SubElement(root, "PeriodicTorsionForce")
+    for quadruple, signed_k in zip(interactions.propers, parameters.proper_k):
+        _torsion_attributes(ElementTree.SubElement(torsion_force, "Proper"), [types[a] for a in quadruple], signed_k)
+    improper_force = ElementTree.SubElement(root, IMPROPER_TAG)
+    for quadruple, signed_k in zip(interactions.impropers, parameters.improper_k):
+        _torsion_attributes(ElementTree.SubElement(improper_force, "Improper"), [types[a] for a in quadruple], signed_k)
+
+    nonbonded = ElementTree.SubElement(root, "NonbondedForce", coulomb14scale=repr(COULOMB_14_SCALE),
+                                       lj14scale=repr(LJ_14_SCALE))
+    ElementTree.SubElement(nonbonded, "UseAttributeFromResidue", name="charge")
+    for index in range(molecule.n_atoms):
+        ElementTree.SubElement(nonbonded, "Atom", type=types[index], sigma=_number(parameters.sigma[index]),
+                               epsilon=_number(parameters.epsilon[index]))
+    return ElementTree.tostring(root, encoding="unicode")
+
+
+class _ImproperTorsionGenerator:
+    """OpenMM ForceField generator for ``<GrappaLikeImproperTorsions>``: adds impropers (a, b, c, d),
+    centre c at position 3, each with its own amplitudes, to the System's PeriodicTorsionForce."""
+
+    def __init__(self):
+        self.by_centre: dict[str, list] = {}  # centre type -> [(type a, type b, type d, terms)]
+
+    @staticmethod
+    def parseElement(element, forcefield):
+        existing = [g for g in forcefield.getGenerators() if isinstance(g, _ImproperTorsionGenerator)]
+        generator = existing[0] if existing else _ImproperTorsionGenerator()
+        if not existing:
+            forcefield.registerGenerator(generator)
+        for improper in element.findall("Improper"):
+            attributes = improper.attrib
+            terms, column = [], 1
+            while f"k{column}" in attributes:
+                terms.append((int(attributes[f"periodicity{column}"]), float(attributes[f"phase{column}"]),
+                              float(attributes[f"k{column}"])))
+                column += 1
+            generator.by_centre.setdefault(attributes["type3"], []).append(
+                (attributes["type1"], attributes["type2"], attributes["type4"], terms))
+
+    def createForce(self, system, data, nonbondedMethod, nonbondedCutoff, args):
+        forces = [f for f in system.getForces() if type(f) is openmm.PeriodicTorsionForce]
+        force = forces[0] if forces else None
+        for centre, atom in enumerate(data.atoms):
+            definitions = self.by_centre.get(data.atomType.get(atom))
+            if not definitions:
+                continue
+            if force is None:
+                force = openmm.PeriodicTorsionForce()
+                system.addForce(force)
+            index_of_type = {data.atomType[data.atoms[n]]: n for n in data.bondedToAtom[centre]}
+            for type_a, type_b, type_d, terms in definitions:
+                a, b, d = index_of_type[type_a], index_of_type[type_b], index_of_type[type_d]
+                for periodicity, phase, k in terms:
+                    force.addTorsion(a, b, centre, d, periodicity, phase, k)
+
+
+openmm_forcefield.parsers[IMPROPER_TAG] = _ImproperTorsionGenerator.parseElement
+
+
+# --------------------------------------------------------------------------------------------
+# Template cache
+
+
+class _TemplateCache:
+    """Template XML by key in a JSON file (``.json``) or an SQLite database (any other suffix)."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(str(path))
+        self.is_json = self.path.lower().endswith(".json")
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        if not self.is_json:
+            with self._connect() as connection:
+                connection.execute("CREATE TABLE IF NOT EXISTS templates (key TEXT PRIMARY KEY, xml TEXT NOT NULL)")
+
+    def _connect(self):
+        return sqlite3.connect(self.path, timeout=30)
+
+    def _read_json(self) -> dict:
+        if not os.path.exists(self.path):
+            return {}
+        try:
+            with open(self.path) as handle:
+                return json.load(handle)
+        except (OSError, ValueError) as error:
+            raise errors.GrappaLikeError(f"{self.path}: template cache is not readable JSON ({error})") from None
+
+    def get(self, key: str) -> str | None:
+        if self.is_json:
+            return self._read_json().get(key)
+        with self._connect() as connection:
+            row = connection.execute("SELECT xml FROM templates WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put(self, key: str, xml: str) -> None:
+        if not self.is_json:
+            with self._connect() as connection:
+                connection.execute("INSERT OR REPLACE INTO templates (key, xml) VALUES (?, ?)", (key, xml))
+            return
+        content = dict(self._read_json(), **{key: xml})
+        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(self.path), suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w") as stream:
+                json.dump(content, stream, indent=1, sort_keys=True)
+            os.replace(temporary, self.path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+
+
+# --------------------------------------------------------------------------------------------
+# Template generator
+
+
+class TemplateGenerator:
+    """Residue-template generator for OpenMM's ForceField: register ``.generator`` with
+    ``forcefield.registerTemplateGenerator``; molecules are SMILES, RDKit Mols, SDF/MOL2 paths,
+    grappa_like or openff Molecules; ``cache`` is a ``.json`` or SQLite file path."""
+
+    def __init__(self, molecules=None, model: Model | str | None = None, cache: str | None = None):
+        self.model = _as_model(model)
+        self.checksum = _model_checksum(self.model)
+        self.cache = _TemplateCache(cache) if cache else None
+        self.molecules: list[Molecule] = []
+        self._by_graph: dict[tuple, list[tuple[Molecule, Chem.Mol]]] = {}
+        self._templates: dict[str, tuple[str, str]] = {}  # cache key -> (tag, xml)
+        if molecules is not None:
+            self.add_molecules(molecules)
+
+    def add_molecules(self, molecules) -> None:
+        """Register one or several molecules (SMILES, RDKit Mol, SDF/MOL2 path, Molecule, openff Molecule)."""
+        if isinstance(molecules, (str, os.PathLike, Molecule, Chem.Mol)) or not hasattr(molecules, "__iter__"):
+            molecules = [molecules]
+        for item in molecules:
+            if isinstance(item, (str, os.PathLike)) and os.path.isfile(item):
+                for _, record in read_file(str(item)):
+                    if isinstance(record, Exception):
+                        raise record
+                    self._register(record)
+            else:
+                self._register(to_molecule(item))
+
+    def _register(self, molecule: Molecule) -> None:
+        bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in molecule.rdkit_mol.GetBonds()]
+        key = _graph_key(molecule.atomic_numbers, len(bonds))
+        self.molecules.append(molecule)
+        self._by_graph.setdefault(key, []).append((molecule, _element_graph(molecule.atomic_numbers, bonds)))
+
+    def match(self, residue) -> Molecule | None:
+        """The registered molecule whose graph (elements, bonds) is that of ``residue``, or None."""
+        graph = _residue_graph(residue)
+        if graph is None:
+            return None
+        atomic_numbers, bonds, has_external = graph
+        if has_external:
+            return None
+        candidates = self._by_graph.get(_graph_key(atomic_numbers, len(bonds)), [])
+        if not candidates:
+            return None
+        residue_graph = _element_graph(atomic_numbers, bonds)
+        for molecule, molecule_graph in candidates:
+            if molecule_graph.HasSubstructMatch(residue_graph):
+                return molecule
+        return None
+
+    def template(self, molecule: Molecule) -> tuple[str, str]:
+        """(template name, ffxml string) of a molecule: from memory, the cache file, or the model."""
+        smiles = molecule.smiles
+        key = f"{self.checksum}:{smiles}"
+        if key in self._templates:
+            return self._templates[key]
+        tag = f"grappa-{self.checksum[:8]}-{hashlib.sha256(smiles.encode()).hexdigest()[:12]}"
+        xml = self.cache.get(key) if self.cache else None
+        if xml is None:
+            parameters = self.model.predict([molecule])[0]
+            xml = template_xml(molecule, parameters, tag)
+            if self.cache:
+                self.cache.put(key, xml)
+        self._templates[key] = (tag, xml)
+        return tag, xml
+
+    def generator(self, forcefield, residue) -> bool:
+        """OpenMM template-generator callable: load a template for ``residue`` if it is a registered molecule."""
+        molecule = self.match(residue)
+        if molecule is None:
+            return False
+        tag, xml = self.template(molecule)
+        if tag not in forcefield._templates:
+            forcefield.loadFile(io.StringIO(xml))
+        return True
+
+
+def molecule_topology(molecule: Molecule, residue_name: str = "LIG"):
+    """(OpenMM Topology with one residue, positions in nm) of a molecule, atoms in molecule order."""
+    topology = app.Topology()
+    residue = topology.addResidue(residue_name, topology.addChain())
+    atoms = []
+    for index, atomic_number in enumerate(molecule.atomic_numbers):
+        element = app.Element.getByAtomicNumber(int(atomic_number))
+        atoms.append(topology.addAtom(f"{element.symbol}{index}", element, residue))
+    for bond in molecule.rdkit_mol.GetBonds():
+        topology.addBond(atoms[bond.GetBeginAtomIdx()], atoms[bond.GetEndAtomIdx()])
+    positions = unit.Quantity(np.asarray(molecule.conformer_positions()) * 0.1, unit.nanometer)
+    return topology, positions
+
+
+# --------------------------------------------------------------------------------------------
+# Bonded re-parameterization of existing Systems
+
+
+def _components(topology) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """(sorted atom indices, bonds as topology index pairs) of each connected molecule of a topology."""
+    parent = list(range(topology.getNumAtoms()))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    bonds = [(a.index, b.index) for a, b in topology.bonds()]
+    for i, j in bonds:
+        parent[root(i)] = root(j)
+    atoms: dict[int, list[int]] = {}
+    for index in range(len(parent)):
+        atoms.setdefault(root(index), []).append(index)
+    bonds_of: dict[int, list[tuple[int, int]]] = {}
+    for i, j in bonds:
+        bonds_of.setdefault(root(i), []).append((i, j))
+    return [(members, bonds_of.get(key, [])) for key, members in atoms.items()]
+
+
+def _is_water_or_ion(elements) -> bool:
+    symbols = sorted(e.symbol for e in elements if e is not None)
+    return len(elements) == 1 or symbols == ["H", "H", "O"]
+
+
+def _nonbonded_charges(system) -> np.ndarray:
+    forces = [f for f in system.getForces() if isinstance(f, openmm.NonbondedForce)]
+    if not forces:
+        raise errors.GrappaLikeError("the System has no NonbondedForce: cannot infer the molecules' formal charges")
+    force = forces[0]
+    return np.array([force.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge)
+                     for i in range(force.getNumParticles())])
+
+
+def _determine_bond_orders(mol: Chem.Mol, charge: int) -> Chem.Mol:
+    mol = Chem.Mol(mol)
+    rdDetermineBonds.DetermineBondOrders(mol, charge=charge, embedChiral=False)
+    return mol
+
+
+def _rdkit_molecule(all_atoms, atoms: list[int], bonds, charges: np.ndarray, name: str) -> Chem.Mol:
+    """RDKit Mol (topology order) of one molecule: bond orders and formal charges inferred per residue."""
+    local = {index: k for k, index in enumerate(atoms)}
+    skeleton = Chem.RWMol()
+    for index in atoms:
+        element = all_atoms[index].element
+        if element is None:
+            raise errors.MoleculeInputError(f"{name}: atom {index} has no element (virtual site?)")
+        skeleton.AddAtom(Chem.Atom(element.atomic_number))
+    bonds = [(local[i], local[j]) for i, j in bonds]
+    for i, j in bonds:
+        skeleton.AddBond(i, j, Chem.BondType.SINGLE)
+    total_charge = int(round(charges[atoms].sum()))
+
+    residues: dict[int, list[int]] = {}
+    for index in atoms:
+        residues.setdefault(all_atoms[index].residue.index, []).append(local[index])
+    residue_charges = {r: charges[[atoms[k] for k in members]].sum() for r, members in residues.items()}
+    if len(residues) > 1 and all(abs(q - round(q)) < RESIDUE_CHARGE_TOLERANCE for q in residue_charges.values()):
+        try:
+            mol = _bond_orders_by_residue(skeleton, bonds, residues, residue_charges)
+            if Chem.GetFormalCharge(mol) == total_charge:
+                return mol
+        except Exception:  # RDKit raises several classes; fall back to the whole molecule
+            pass
+    if len(atoms) > MAX_WHOLE_MOLECULE_ATOMS:
+        raise errors.MoleculeInputError(
+            f"{name}: bond orders of a molecule this large ({len(atoms)} atoms) are only inferred residue by "
+            "residue, which needs residues with integer charges; exclude it with residues="
+        )
+    try:
+        mol = _determine_bond_orders(skeleton.GetMol(), total_charge)
+        Chem.SanitizeMol(mol)
+    except Exception as error:
+        raise errors.MoleculeInputError(
+            f"{name}: cannot infer bond orders and formal charges for total charge {total_charge} ({error})"
+        ) from None
+    return mol
+
+
+def _bond_orders_by_residue(skeleton: Chem.RWMol, bonds, residues: dict, residue_charges: dict) -> Chem.Mol:
+    """Bond orders and charges residue by residue (bonds to other residues capped with H; they stay single)."""
+    mol = Chem.RWMol(skeleton)
+    residue_of = {k: r for r, members in residues.items() for k in members}
+    for r, members in residues.items():
+        position = {k: p for p, k in enumerate(members)}
+        fragment = Chem.RWMol()
+        for k in members:
+            fragment.AddAtom(Chem.Atom(skeleton.GetAtomWithIdx(k).GetAtomicNum()))
+        for i, j in bonds:
+            if residue_of[i] == r and residue_of[j] == r:
+                fragment.AddBond(position[i], position[j], Chem.BondType.SINGLE)
+            elif residue_of[i] == r or residue_of[j] == r:
+                cap = fragment.AddAtom(Chem.Atom(1))
+                fragment.AddBond(position[i] if residue_of[i] == r else position[j], cap, Chem.BondType.SINGLE)
+        fragment = _determine_bond_orders(fragment.GetMol(), int(round(residue_charges[r])))
+        for k in members:
+            mol.GetAtomWithIdx(k).SetFormalCharge(fragment.GetAtomWithIdx(position[k]).GetFormalCharge())
+        for bond in fragment.GetBonds():
+            i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+            if i < len(members) and j < len(members):
+                mol.GetBondBetweenAtoms(members[i], members[j]).SetBondType(bond.GetBondType())
+    mol = mol.GetMol()
+    for atom in mol.GetAtoms():
+        atom.SetNoImplicit(True)
+    Chem.SanitizeMol(mol)
+    return mol
+
+
+def molecules_from_topology(topology, system, residues=None) -> list[tuple[list[int], Molecule]]:
+    """(topology atom indices, Molecule in that order) of each chosen molecule of a topology.
+
+    ``residues``: Residue objects, residue indices or residue names; the molecules containing any
+    of them are chosen. Default: every molecule except water and monatomic ions. Formal charges
+    come from the System's NonbondedForce (rounded sum per residue / molecule).
+    """
+    charges = _nonbonded_charges(system)
+    all_atoms = list(topology.atoms())
+    wanted = None if residues is None else ({residues} if isinstance(residues, str) else set(residues))
+    chosen = []
+    for atoms, bonds in _components(topology):
+        atom_residues = {all_atoms[i].residue for i in atoms}
+        if wanted is None:
+            take = not _is_water_or_ion([all_atoms[i].element for i in atoms])
+        else:
+            take = any(r in wanted or r.index in wanted or r.name in wanted for r in atom_residues)
+        if take:
+            chosen.append((atoms, bonds))
+    result = []
+    for atoms, bonds in chosen:
+        first = all_atoms[atoms[0]].residue
+        name = f"{first.name}{first.id} (chain {first.chain.id}, {len(atoms)} atoms)"
+        mol = _rdkit_molecule(all_atoms, atoms, bonds, charges, name)
+        result.append((atoms, from_rdkit(mol, name, max_atoms=MAX_REPARAMETERIZED_ATOMS)))
+    return result
+
+
+def _copy_terms(force, keep):
+    """New force of the same type holding the terms of ``force`` for which keep(atom indices) is true."""
+    new = type(force)()
+    new.setForceGroup(force.getForceGroup())
+    new.setName(force.getName())
+    if isinstance(force, openmm.HarmonicBondForce):
+        for i in range(force.getNumBonds()):
+            a, b, length, k = force.getBondParameters(i)
+            if keep((a, b)):
+                new.addBond(a, b, length, k)
+    elif isinstance(force, openmm.HarmonicAngleForce):
+        for i in range(force.getNumAngles()):
+            a, b, c, angle, k = force.getAngleParameters(i)
+            if keep((a, b, c)):
+                new.addAngle(a, b, c, angle, k)
+    elif isinstance(force, openmm.PeriodicTorsionForce):
+        for i in range(force.getNumTorsions()):
+            a, b, c, d, periodicity, phase, k = force.getTorsionParameters(i)
+            if keep((a, b, c, d)):
+                new.addTorsion(a, b, c, d, periodicity, phase, k)
+    else:  # CMAPTorsionForce
+        for i in range(force.getNumMaps()):
+            new.addMap(*force.getMapParameters(i))
+        for i in range(force.getNumTorsions()):
+            parameters = force.getTorsionParameters(i)
+            if keep(parameters[1:]):
+                new.addTorsion(*parameters)
+    new.setUsesPeriodicBoundaryConditions(force.usesPeriodicBoundaryConditions())
+    return new
+
+
+_BONDED_TYPES = (openmm.HarmonicBondForce, openmm.HarmonicAngleForce, openmm.PeriodicTorsionForce,
+                 openmm.CMAPTorsionForce)
+
+
+def reparameterize_system(system, topology, model: Model | str | None = None, residues=None) -> openmm.System:
+    """Copy of ``system`` whose bonded terms (bonds, angles, torsions, CMAP) of the chosen molecules
+    are the model's; particles, masses, constraints and NonbondedForce (with exceptions) unchanged.
+
+    ``residues`` as in :func:`molecules_from_topology` (default: all but water and monatomic ions).
+    Constrained bonds get no harmonic term, and angles whose three distances are constrained no
+    angle term, as in ``ForceField.createSystem`` — unless the System keeps such terms itself
+    (``flexibleConstraints``).
+    """
+    if system.getNumParticles() != topology.getNumAtoms():
+        raise errors.GrappaLikeError(
+            f"the System has {system.getNumParticles()} particles but the topology {topology.getNumAtoms()} atoms")
+    model = _as_model(model)
+    chosen = molecules_from_topology(topology, system, residues)
+    parameters = model.predict([molecule for _, molecule in chosen]) if chosen else []
+    molecule_of = np.full(system.getNumParticles(), -1)
+    for number, (atoms, _) in enumerate(chosen):
+        molecule_of[atoms] = number
+    replaced = molecule_of >= 0
+
+    constrained = set()
+    for i in range(system.getNumConstraints()):
+        a, b, _ = system.getConstraintParameters(i)
+        constrained.add((min(a, b), max(a, b)))
+
+    def is_constrained(a, b):
+        return (min(a, b), max(a, b)) in constrained
+
+    old_forces = [system.getForce(i) for i in range(system.getNumForces())]
+    flexible_bonds = any(
+        replaced[a] and is_constrained(a, b)
+        for f in old_forces if isinstance(f, openmm.HarmonicBondForce)
+        for a, b, _, _ in (f.getBondParameters(i) for i in range(f.getNumBonds())))
+    flexible_angles = any(
+        replaced[a] and is_constrained(a, b) and is_constrained(b, c) and is_constrained(a, c)
+        for f in old_forces if isinstance(f, openmm.HarmonicAngleForce)
+        for a, b, c, _, _ in (f.getAngleParameters(i) for i in range(f.getNumAngles())))
+
+    def keep(atom_indices):  # drop a term only when all its atoms lie in one replaced molecule
+        owners = {int(molecule_of[a]) for a in atom_indices}
+        return len(owners) > 1 or owners == {-1}
+
+    new_forces = [_copy_terms(f, keep) if isinstance(f, _BONDED_TYPES) else copy.deepcopy(f) for f in old_forces]
+    first = {}
+    for kind in _BONDED_TYPES[:3]:
+        matching = [f for f in new_forces if type(f) is kind]
+        if matching:
+            first[kind] = matching[0]
+        else:
+            first[kind] = kind()
+            first[kind].setUsesPeriodicBoundaryConditions(False)
+            new_forces.append(first[kind])
+    bond_force, angle_force, torsion_force = (first[kind] for kind in _BONDED_TYPES[:3])
+
+    for (atoms, _), params in zip(chosen, parameters):
+        index = np.asarray(atoms)
+        terms = params.interactions
+        for (i, j), r0, k in zip(index[terms.bonds], params.bond_r0, params.bond_k):
+            if flexible_bonds or not is_constrained(int(i), int(j)):
+                bond_force.addBond(int(i), int(j), float(r0), float(k))
+        for (i, j, k), theta0, force_constant in zip(index[terms.angles], params.angle_theta0, params.angle_k):
+            i, j, k = int(i), int(j), int(k)
+            if flexible_angles or not (is_constrained(i, j) and is_constrained(j, k) and is_constrained(i, k)):
+                angle_force.addAngle(i, j, k, float(theta0), float(force_constant))
+        for quadruples, signed_k in ((index[terms.propers], params.proper_k),
+                                     (index[terms.impropers], params.improper_k)):
+            for row, periodicity, phase, k in Parameters.torsion_terms(signed_k):
+                torsion_force.addTorsion(*(int(a) for a in quadruples[row]), periodicity, phase, k)
+
+    new_system = copy.deepcopy(system)
+    while new_system.getNumForces():
+        new_system.removeForce(new_system.getNumForces() - 1)
+    for force in new_forces:
+        new_system.addForce(force)
+    return new_system
