@@ -7,18 +7,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from rdkit import Chem
 from torch_geometric.data import Batch
 
 from grappa_like import errors, interactions as interactions_module, model_file
 from grappa_like.features import molecule_graph
 from grappa_like.lj_types import LJTypeTable
 from grappa_like.model import OUTPUT_ALIGNMENT, ForceFieldModel, split_per_molecule
-from grappa_like.molecule import DEFAULT_MAX_ATOMS, Molecule, to_molecule
+from grappa_like.molecule import DEFAULT_MAX_ATOMS, Molecule, check_total_charge, shorten_name, to_molecule
 from grappa_like.parameters import Parameters
 from grappa_like.writers import to_openmm_system
 
 DEFAULT_MODEL_NAME = "grappa-like-v1.pt"
-INFERENCE_BATCH_ATOMS = 4096
+# Largest batch (atoms) of one forward pass. 0: every molecule runs through the network alone, so its
+# parameters are bit-for-bit independent of which other molecules are parameterized with it (float32
+# matrix products round differently for different batch shapes). Batching is ~2x faster at inference.
+INFERENCE_BATCH_ATOMS = 0
 
 
 def default_model_path() -> str:
@@ -53,7 +57,7 @@ class Model:
 
     @torch.no_grad()
     def predict(self, molecules: list[Molecule]) -> list[Parameters]:
-        """Parameters for each molecule; the GNN runs once per batch of molecules."""
+        """Parameters for each molecule; the GNN runs once per molecule (see INFERENCE_BATCH_ATOMS)."""
         graphs, all_interactions = [], []
         for molecule in molecules:
             interactions = interactions_module.from_rdkit(molecule.rdkit_mol)
@@ -97,7 +101,13 @@ def load_model(path: str | None = None) -> Model:
     """Load (and cache per path) a model file; default: the shipped model."""
     path = str(path or default_model_path())
     if path not in _MODEL_CACHE:
-        _MODEL_CACHE[path] = Model.from_payload(model_file.load(path), path)
+        payload = model_file.load(path)
+        try:
+            _MODEL_CACHE[path] = Model.from_payload(payload, path)
+        except Exception as error:  # a verified file whose content does not build this network
+            message = " ".join(str(error).split())[:200]
+            raise errors.ModelFileError(
+                f"{path}: the model file does not fit this grappa_like ({type(error).__name__}: {message})") from None
     return _MODEL_CACHE[path]
 
 
@@ -122,19 +132,30 @@ class Result:
 
 
 def parameterize(molecules, model: Model | str | None = None, progress: bool = True,
-                 max_atoms: int = DEFAULT_MAX_ATOMS, batch_size: int = 256) -> list[Result]:
-    """One :class:`Result` per input (SMILES, RDKit Mol, openff Molecule, Molecule); bad inputs give errors."""
+                 max_atoms: int = DEFAULT_MAX_ATOMS, batch_size: int = 256,
+                 total_charge: int | None = None) -> list[Result]:
+    """One :class:`Result` per input (SMILES, RDKit Mol, openff Molecule, Molecule); bad inputs give errors.
+
+    ``total_charge`` (e), if given, is checked against the formal charges of every molecule
+    (:class:`errors.ChargeMismatchError` when they differ). Nothing is printed except the progress bar.
+    """
     if not isinstance(model, Model):
         model = load_model(model)
-    if isinstance(molecules, (str, Molecule)) or not hasattr(molecules, "__iter__"):
+    if isinstance(molecules, (str, bytes, Molecule, Chem.Mol)) or not hasattr(molecules, "__iter__"):
         molecules = [molecules]
     results: list[Result] = []
     for index, item in enumerate(molecules):
+        name = _input_name(item, index)
         try:
-            molecule = to_molecule(item, max_atoms=max_atoms)
+            molecule = to_molecule(item, name=None if isinstance(item, str) else name, max_atoms=max_atoms)
+            molecule = check_total_charge(molecule, total_charge)
             results.append(Result(name=molecule.name, molecule=molecule))
         except errors.MoleculeInputError as error:
-            results.append(Result(name=item if isinstance(item, str) else f"mol{index}", error=error))
+            results.append(Result(name=name, error=error))
+        except Exception as error:  # a raw RDKit / openff exception: still one typed error for this input
+            message = " ".join(str(error).split())[:200]
+            results.append(Result(name=name, error=errors.UnparsableInputError(
+                f"{name}: cannot read this input ({type(error).__name__}: {message})")))
     good = [r for r in results if r.ok]
     bar = _progress_bar(len(good), progress)
     for start in range(0, len(good), batch_size):
@@ -148,11 +169,25 @@ def parameterize(molecules, model: Model | str | None = None, progress: bool = T
                 try:
                     result.parameters = model.predict([result.molecule])[0]
                 except Exception as error:
-                    result.error = errors.GrappaLikeError(
-                        f"{result.name}: parameterization failed ({type(error).__name__}: {error})")
+                    message = " ".join(str(error).split())[:200]
+                    result.error = errors.ParameterizationError(
+                        f"{result.name}: parameterization failed ({type(error).__name__}: {message})")
         bar.update(len(chunk))
     bar.close()
     return results
+
+
+def _input_name(item, index: int) -> str:
+    """Name of an input for its Result before it is read: the SMILES, the molecule's title, else mol<index>."""
+    if isinstance(item, str) and item.strip():
+        return shorten_name(item.strip())
+    if isinstance(item, Molecule):
+        return item.name
+    if isinstance(item, Chem.Mol) and item.HasProp("_Name") and item.GetProp("_Name").strip():
+        return shorten_name(item.GetProp("_Name").strip())
+    if type(item).__module__.startswith("openff.") and getattr(item, "name", ""):
+        return shorten_name(item.name)
+    return f"mol{index}"
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -56,3 +56,11 @@ class DataFileError(GrappaLikeError, ValueError):
 
 class DisconnectedMoleculeError(MoleculeInputError):
     """The record holds several disconnected fragments (e.g. a salt); give one molecule."""
+
+
+class ChargeMismatchError(MoleculeInputError):
+    """The formal charges of the molecule do not add up to the total charge the user gave."""
+
+
+class ParameterizationError(GrappaLikeError):
+    """The network or the writer failed on a molecule that passed input validation (please report it)."""

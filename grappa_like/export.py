@@ -269,6 +269,9 @@ def to_amber(molecule, parameters: Parameters, path_prefix, residue_name: str = 
     # AmberParm directly: Structure.save would fall back to a CHAMBER file if Amber cannot express us.
     parm = parmed.amber.AmberParm.from_structure(structure)
     _check_amber_14(parm, parameters)
+    # ParmEd stamps the current time into %VERSION; a fixed stamp keeps the output byte-identical
+    parm.version = "%VERSION  VERSION_STAMP = V0001.000  DATE = 01/01/00  00:00:00"
+    parm.set_version = lambda: None
     atomic_write(prmtop_path, lambda temporary: parm.write_parm(temporary))
 
     def write_inpcrd(temporary):

@@ -43,7 +43,7 @@ def load(path: str) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise errors.ModelFileError(f"{path}: not a readable model file ({type(error).__name__}: {error})") from None
+        raise errors.ModelFileError(f"{path}: not a readable model file ({type(error).__name__})") from None
     if not isinstance(payload, dict) or "format_version" not in payload or "state_dict" not in payload:
         raise errors.ModelFileError(f"{path}: not a grappa_like model file (no format_version / state_dict)")
     if payload["format_version"] != FORMAT_VERSION:

@@ -1,24 +1,43 @@
 """``grappa-like parameterize``: molecules in, OpenMM System XML files out.
 
 One molecule in: ``-o`` is a file (for gromacs/amber: the .top/.prmtop; .gro/.inpcrd are written
-next to it). Several (several inputs, a multi-record SDF, repeated
-``--smiles``): ``-o`` is a folder with one ``<name>.xml`` per molecule and ``failures.tsv``.
+next to it), or, if ``-o`` is an existing folder, ``<name>.<ext>`` in it. Several (several inputs, a
+multi-record SDF, repeated ``--smiles``): ``-o`` is a folder with one ``<name>.xml`` per molecule and
+``failures.tsv`` (record, input, error class, message; UTF-8). File names are the record names made
+safe (characters other than letters, digits, ``_ . -`` become ``_``; at most 100 characters); names
+equal up to case get a suffix ``_2``, ``_3``, ... in input order.
 Exit codes: 0 all succeeded, 1 some records failed (the rest were written), 2 usage error or
 nothing could be parameterized (e.g. the model file is missing or corrupt).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
 import sys
 
 from grappa_like import errors
-from grappa_like.fileio import atomic_write_text
+from grappa_like.fileio import atomic_write, atomic_write_text
 
 EXTENSIONS = {"openmm": ".xml", "ffxml": ".ffxml", "gromacs": ".top", "amber": ".prmtop"}
+MAX_FILE_NAME_LENGTH = 100
 log = logging.getLogger("grappa_like.parameterize")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _one_line(error) -> str:
+    return " ".join(str(error).split())[:500]
 
 
 def add_parser(subparsers) -> None:
@@ -27,16 +46,21 @@ def add_parser(subparsers) -> None:
         description="Parameterize molecules with a grappa_like model and write OpenMM Systems "
                     "(XmlSerializer XML; or --format ffxml|gromacs|amber). Inputs: SDF (one or many records), MOL2, PDB (needs --smiles "
                     "for bond orders), .smi files (SMILES and name per line), and SMILES via --smiles. "
-                    "One molecule: OUT is a file; several: OUT is a folder with <name>.xml and "
-                    "failures.tsv. Exit code 0: all written; 1: some records failed; 2: usage error or "
-                    "nothing could be parameterized.")
+                    "One molecule: OUT is a file (or an existing folder); several: OUT is a folder with "
+                    "<name>.xml and failures.tsv (record, input, error class, message). Duplicate names get "
+                    "_2, _3, ...; characters unsafe in file names become _. Exit code 0: all written; 1: some "
+                    "records failed; 2: usage error or nothing could be parameterized.")
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="molecule files (.sdf, .sdf.gz, .mol, .mol2, .pdb, .smi)")
     parser.add_argument("--smiles", action="append", default=[],
                         help="a SMILES to parameterize (repeatable); with a PDB input: the SMILES giving its bond orders")
     parser.add_argument("-o", "--output", required=True, help="output file (one molecule) or folder (several)")
     parser.add_argument("--format", choices=sorted(EXTENSIONS), default="openmm", help="output format (default openmm)")
     parser.add_argument("--model", default=None, help="model file (default: the shipped models/grappa-like-v1.pt)")
-    parser.add_argument("--max-atoms", type=int, default=None, help="largest molecule accepted (default 1000 atoms)")
+    parser.add_argument("--max-atoms", type=_positive_int, default=None,
+                        help="largest molecule accepted, hydrogens included (default 1000 atoms)")
+    parser.add_argument("--total-charge", type=int, default=None,
+                        help="expected total charge (e) of every molecule; a record whose formal charges add up "
+                             "to something else fails with ChargeMismatchError")
 
 
 def collect_records(inputs: list[str], smiles: list[str], max_atoms: int):
@@ -71,7 +95,7 @@ def unique_file_names(names: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     result = []
     for name in names:
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "mol"
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._-")[:MAX_FILE_NAME_LENGTH].strip("._-") or "mol"
         candidate = safe
         while candidate.lower() in seen:
             seen[safe.lower()] += 1
@@ -95,6 +119,11 @@ def write_result(result, output_format: str, path: str) -> None:
     writer(result.molecule, result.parameters, path)
 
 
+def _write_utf8(path: str, lines: list[str]) -> None:
+    with open(path, "x", encoding="utf-8", errors="replace", newline="\n") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
 def run(args) -> int:
     from grappa_like.api import load_model, parameterize
     from grappa_like.molecule import DEFAULT_MAX_ATOMS
@@ -105,23 +134,27 @@ def run(args) -> int:
     try:
         records = collect_records(args.inputs, args.smiles, args.max_atoms or DEFAULT_MAX_ATOMS)
     except errors.MoleculeInputError as error:
-        log.error(f"error: {error}")
+        log.error(f"error: {_one_line(error)}")
         return 2
     try:
         model = load_model(args.model)
     except errors.ModelFileError as error:
-        log.error(f"error: {error}")
+        log.error(f"error: {_one_line(error)}")
         return 2
 
     good = [item for _, _, item in records if not isinstance(item, Exception)]
-    results = iter(parameterize(good, model=model, progress=sys.stderr.isatty()))
+    results = iter(parameterize(good, model=model, progress=sys.stderr.isatty(), total_charge=args.total_charge))
     outcomes = []  # (record name, input, Result or error)
     for name, source, item in records:
         outcomes.append((name, source, item if isinstance(item, Exception) else next(results)))
 
-    single = len(outcomes) == 1
+    single = len(outcomes) == 1 and not os.path.isdir(args.output)
     if not single:
-        os.makedirs(args.output, exist_ok=True)
+        try:
+            os.makedirs(args.output, exist_ok=True)
+        except OSError as error:
+            log.error(f"error: cannot make the output folder {args.output} ({_one_line(error)})")
+            return 2
     file_names = unique_file_names([name for name, _, _ in outcomes])
     failures, written = [], 0
     for (name, source, outcome), file_name in zip(outcomes, file_names):
@@ -134,12 +167,12 @@ def run(args) -> int:
                 continue
             except Exception as write_error:  # e.g. an unwritable folder: report it as this record's failure
                 error = write_error
-        failures.append((name, source, type(error).__name__, str(error)))
-        log.error(f"failed: {name}: {type(error).__name__}: {error}")
+        failures.append((name, source, type(error).__name__, _one_line(error)))
+        log.error(f"failed: {name}: {type(error).__name__}: {_one_line(error)}")
     if not single:
         lines = ["record\tinput\terror_class\tmessage"] + [
-            "\t".join(field.replace("\t", " ").replace("\n", " ") for field in failure) for failure in failures]
-        atomic_write_text(os.path.join(args.output, "failures.tsv"), "\n".join(lines) + "\n")
+            "\t".join(" ".join(field.split()) for field in failure) for failure in failures]
+        atomic_write(os.path.join(args.output, "failures.tsv"), lambda temporary: _write_utf8(temporary, lines))
     log.info(f"{written} written, {len(failures)} failed -> {args.output}")
     if written == 0:
         return 2

@@ -1,0 +1,778 @@
+"""Dataset builder: molecules in, a ``grappa_like-qm-v1`` HDF5 file of labelled conformations out.
+
+Per molecule (docs/dataset.md has the full recipe):
+
+1. conformations (:func:`generate_conformations`): ETKDGv3 embeddings (seeded), MMFF94 minima (UFF
+   where MMFF94 has no parameters), Langevin MD snapshots on the MMFF94 surface (or on the
+   labeler's) at several temperatures, and torsion drives of rotatable bonds (constrained MMFF94
+   relaxation at each grid point);
+2. labels: energies and forces from a :mod:`grappa_like.labelers` labeler, AM1-BCC charges and
+   GAFF2 types from AmberTools when installed;
+3. the molecule is written as its own small file ``<out>.parts/<mol_id>.h5`` (temporary name, then
+   renamed), and ``<out>`` is assembled from the parts at the end (temporary name, then renamed).
+
+A run that is interrupted at any point and started again skips every molecule whose part exists,
+so a finished molecule is never computed or written twice, and no half-written file is ever seen
+under a final name. Units inside this module are those of the data files: Å, kcal/mol, kcal/mol/Å.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+
+import h5py
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem import AllChem, rdMolAlign, rdMolTransforms
+from rdkit.Chem.rdMolDescriptors import CalcNumRotatableBonds
+
+from grappa_like import errors
+from grappa_like.data import LAYOUT
+from grappa_like.fileio import atomic_write, atomic_write_text
+from grappa_like.labelers import Labeler, LabelerRejectedError, LabelerSpec
+
+log = logging.getLogger(__name__)
+
+BOLTZMANN_KCAL_PER_MOL_K = 0.0019872043
+ACCELERATION_UNIT = 4.184e-4  # 1 (kcal/mol/Å)/(g/mol) in Å/fs²
+ROTATABLE_BOND = Chem.MolFromSmarts("[!$(*#*)&!D1]-&!@[!$(*#*)&!D1]")
+MOL_ID_PATTERN = re.compile(r"[^A-Za-z0-9_.-]")
+FAILURES_HEADER = "record\tinput\terror_class\tmessage"
+DEFAULT_SEED = 20261125
+
+
+class ConformerError(errors.GrappaLikeError, RuntimeError):
+    """Conformations could not be made for a molecule (embedding failed, MD blew up)."""
+
+
+@dataclass(frozen=True)
+class ConformerRecipe:
+    """How conformations are made (defaults reproduce train-v0's drug-like recipe, plus torsion drives)."""
+
+    conformations: int = 16            # MMFF minima + MD snapshots per molecule (torsion drives come on top)
+    max_minima: int = 4                # distinct MMFF minima kept (lowest MMFF energy first)
+    max_minima_rigid: int = 2          # ... for molecules with at most one rotatable bond
+    embeddings: int = 20               # ETKDGv3 embeddings tried
+    prune_rms: float = 0.25            # Å, ETKDG pruning
+    distinct_rmsd: float = 0.3         # Å, heavy-atom RMSD (all atoms below 4 heavy atoms) between kept minima
+    temperatures: tuple = (300.0, 150.0, 400.0, 225.0, 350.0, 100.0)  # K, MD from minimum 1, 2, ...
+    single_minimum_temperatures: tuple = (150.0, 350.0)  # K, two trajectories when only one minimum exists
+    timestep_fs: float = 0.5
+    friction_per_ps: float = 5.0
+    equilibration_fs: float = 150.0
+    snapshot_interval_fs: float = 125.0
+    md_surface: str = "mmff"           # "mmff" or "labeler" (MD on the labeler's own surface; costly)
+    torsion_points: int = 12           # grid points per driven torsion (360° / points apart); 0: no drives
+    max_torsions: int = 4              # rotatable bonds driven per molecule at most
+    torsion_force_constant: float = 1.0e4  # kcal/mol/rad², MMFF dihedral constraint while relaxing
+    max_energy_above_lowest: float = 150.0  # kcal/mol; labelled rows higher than this are dropped
+    min_distance: float = 0.6          # Å; rows with a closer atom pair are dropped before labelling
+
+    def __post_init__(self):
+        if self.conformations < 1 or self.max_minima < 1 or self.max_minima_rigid < 1:
+            raise ValueError("conformations, max_minima and max_minima_rigid must be at least 1")
+        if self.md_surface not in ("mmff", "labeler"):
+            raise ValueError(f"md_surface must be 'mmff' or 'labeler', not {self.md_surface!r}")
+        if self.torsion_points < 0 or self.max_torsions < 0:
+            raise ValueError("torsion_points and max_torsions must not be negative")
+
+
+@dataclass
+class Conformations:
+    """Conformations of one molecule: positions (M, N, 3) Å, one kind per row, the force field used."""
+
+    positions: np.ndarray
+    kinds: list[str]
+    force_field: str
+
+
+def molecule_seed(mol_id: str, seed: int) -> int:
+    """A 31-bit seed for one molecule, from the run's seed and the molecule id (independent of order)."""
+    digest = hashlib.sha256(f"{int(seed)}|{mol_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+# ---------------------------------------------------------------------------------------------
+# Conformations
+# ---------------------------------------------------------------------------------------------
+
+class _ClassicalSurface:
+    """MMFF94 (UFF where MMFF94 has no parameters) of one molecule: force fields, energy and forces."""
+
+    def __init__(self, mol: Chem.Mol):
+        self.mol = mol
+        self.mmff_properties = None
+        if AllChem.MMFFHasAllMoleculeParams(mol):
+            self.mmff_properties = AllChem.MMFFGetMoleculeProperties(mol, mmffVariant="MMFF94")
+            self.mmff_properties.SetMMFFVerbosity(0)
+            self.name = "MMFF94"
+        elif AllChem.UFFHasAllMoleculeParams(mol):
+            self.name = "UFF"
+        else:
+            raise ConformerError("neither MMFF94 nor UFF has parameters for this molecule")
+        self._evaluator = None
+
+    def force_field(self, mol: Chem.Mol, conformer_id: int):
+        """A fresh RDKit force field on conformer ``conformer_id`` of ``mol`` (this molecule or a copy)."""
+        if self.mmff_properties is not None:
+            return AllChem.MMFFGetMoleculeForceField(mol, self.mmff_properties, confId=conformer_id,
+                                                     ignoreInterfragInteractions=False)
+        return AllChem.UFFGetMoleculeForceField(mol, confId=conformer_id, ignoreInterfragInteractions=False)
+
+    def add_torsion_constraint(self, force_field, atoms, degrees: float, force_constant: float) -> None:
+        """Hold dihedral ``atoms`` at ``degrees`` (harmonic, kcal/mol/rad²) during a minimisation."""
+        add = (force_field.MMFFAddTorsionConstraint if self.mmff_properties is not None
+               else force_field.UFFAddTorsionConstraint)
+        add(*atoms, False, degrees, degrees, force_constant)
+
+    def __call__(self, positions: np.ndarray) -> tuple[float, np.ndarray]:
+        """(energy kcal/mol, forces (N, 3) kcal/mol/Å) at ``positions`` (Å)."""
+        if self._evaluator is None:
+            self._evaluator = self.force_field(self.mol, self.mol.GetConformer().GetId())
+        flat = np.asarray(positions, dtype=np.float64).ravel().tolist()
+        energy = self._evaluator.CalcEnergy(flat)
+        gradient = np.asarray(self._evaluator.CalcGrad(flat), dtype=np.float64).reshape(-1, 3)
+        return energy, -gradient
+
+
+def _embed(mol: Chem.Mol, recipe: ConformerRecipe, seed: int) -> list[int]:
+    """ETKDGv3 conformers of ``mol`` (in place); their ids. Raises ConformerError if none can be made."""
+    parameters = AllChem.ETKDGv3()
+    parameters.randomSeed = seed
+    parameters.pruneRmsThresh = recipe.prune_rms
+    parameters.numThreads = 1
+    conformer_ids = list(AllChem.EmbedMultipleConfs(mol, recipe.embeddings, parameters))
+    if not conformer_ids:
+        parameters.useRandomCoords = True
+        conformer_ids = list(AllChem.EmbedMultipleConfs(mol, recipe.embeddings, parameters))
+    if not conformer_ids:
+        raise ConformerError("RDKit ETKDGv3 could not embed the molecule")
+    return conformer_ids
+
+
+def _minima(mol: Chem.Mol, surface: _ClassicalSurface, conformer_ids, max_minima: int, recipe: ConformerRecipe):
+    """Positions (Å) of up to ``max_minima`` distinct minimised conformers, lowest energy first."""
+    minimised = []
+    for conformer_id in conformer_ids:
+        force_field = surface.force_field(mol, conformer_id)
+        force_field.Minimize(maxIts=2000)
+        positions = np.asarray(force_field.Positions(), dtype=np.float64).reshape(-1, 3)
+        conformer = mol.GetConformer(conformer_id)
+        for index, xyz in enumerate(positions):
+            conformer.SetAtomPosition(index, xyz.tolist())
+        minimised.append((force_field.CalcEnergy(), conformer_id))
+    minimised.sort()
+    heavy = [atom.GetIdx() for atom in mol.GetAtoms() if atom.GetAtomicNum() > 1]
+    compare = Chem.RemoveHs(mol) if len(heavy) >= 4 else Chem.Mol(mol)
+    kept: list[int] = []
+    for _, conformer_id in minimised:
+        if len(kept) == max_minima:
+            break
+        if all(rdMolAlign.GetBestRMS(compare, compare, kept_id, conformer_id) > recipe.distinct_rmsd
+               for kept_id in kept):
+            kept.append(conformer_id)
+    return [mol.GetConformer(conformer_id).GetPositions() for conformer_id in kept]
+
+
+def langevin_snapshots(positions: np.ndarray, masses: np.ndarray, energy_and_forces, temperature: float,
+                       n_snapshots: int, recipe: ConformerRecipe, rng: np.random.Generator) -> list[np.ndarray]:
+    """Snapshots (Å) of Langevin (BAOAB) MD from ``positions`` (Å) on ``energy_and_forces`` (kcal/mol/Å).
+
+    Masses in g/mol. After ``recipe.equilibration_fs`` one snapshot every ``recipe.snapshot_interval_fs``.
+    """
+    if n_snapshots <= 0:
+        return []
+    dt = recipe.timestep_fs
+    inverse_mass = 1.0 / np.asarray(masses, dtype=np.float64)[:, None]
+    velocity_scale = np.sqrt(BOLTZMANN_KCAL_PER_MOL_K * temperature * ACCELERATION_UNIT * inverse_mass)  # Å/fs
+    x = np.array(positions, dtype=np.float64)
+    v = rng.normal(size=x.shape) * velocity_scale
+    v -= (v / inverse_mass).sum(0) / (1.0 / inverse_mass).sum()  # no centre-of-mass motion
+    acceleration = energy_and_forces(x)[1] * ACCELERATION_UNIT * inverse_mass
+    c1 = math.exp(-recipe.friction_per_ps * 1e-3 * dt)
+    c2 = math.sqrt(1.0 - c1 * c1)
+    equilibration_steps = int(round(recipe.equilibration_fs / dt))
+    interval_steps = max(1, int(round(recipe.snapshot_interval_fs / dt)))
+    snapshots = []
+    for step in range(1, equilibration_steps + n_snapshots * interval_steps + 1):
+        v += 0.5 * dt * acceleration
+        x += 0.5 * dt * v
+        v = c1 * v + c2 * velocity_scale * rng.normal(size=x.shape)
+        x += 0.5 * dt * v
+        acceleration = energy_and_forces(x)[1] * ACCELERATION_UNIT * inverse_mass
+        v += 0.5 * dt * acceleration
+        if not np.all(np.isfinite(x)):
+            raise ConformerError(f"MD at {temperature:g} K became unstable (non-finite positions)")
+        if step > equilibration_steps and (step - equilibration_steps) % interval_steps == 0:
+            snapshots.append(x.copy())
+    return snapshots
+
+
+def torsion_drives(mol: Chem.Mol, max_torsions: int) -> list[tuple[int, int, int, int]]:
+    """Dihedrals (i, j, k, l) to drive, one per rotatable bond j-k, at most ``max_torsions``.
+
+    i and l are the heaviest neighbours (lowest index on ties); bonds with heavy atoms beyond both
+    ends come first (then methyl-like rotors), each group in bond order.
+    """
+    def outer(centre: int, partner: int) -> int | None:
+        neighbours = [a for a in mol.GetAtomWithIdx(centre).GetNeighbors() if a.GetIdx() != partner]
+        if not neighbours:
+            return None
+        return min(neighbours, key=lambda a: (-a.GetAtomicNum(), a.GetIdx())).GetIdx()
+
+    candidates = []
+    for j, k in sorted(tuple(sorted(match)) for match in mol.GetSubstructMatches(ROTATABLE_BOND)):
+        i, l = outer(j, k), outer(k, j)
+        if i is None or l is None:
+            continue
+        both_heavy = mol.GetAtomWithIdx(i).GetAtomicNum() > 1 and mol.GetAtomWithIdx(l).GetAtomicNum() > 1
+        candidates.append((not both_heavy, (i, j, k, l)))
+    return [dihedral for _, dihedral in sorted(candidates, key=lambda c: c[0])][:max_torsions]
+
+
+def _drive(mol: Chem.Mol, surface: _ClassicalSurface, start: np.ndarray, dihedral, recipe: ConformerRecipe):
+    """(positions Å, kind) of a constrained scan of ``dihedral`` from ``start``, relaxed on the classical surface."""
+    work = Chem.Mol(mol)
+    work.RemoveAllConformers()
+    conformer = Chem.Conformer(work.GetNumAtoms())
+    for index, xyz in enumerate(start):
+        conformer.SetAtomPosition(index, xyz.tolist())
+    conformer_id = work.AddConformer(conformer, assignId=True)
+    results = []
+    for point in range(recipe.torsion_points):
+        degrees = -180.0 + point * 360.0 / recipe.torsion_points
+        target = work.GetConformer(conformer_id)
+        for index, xyz in enumerate(start):
+            target.SetAtomPosition(index, xyz.tolist())
+        rdMolTransforms.SetDihedralDeg(target, *dihedral, degrees)
+        force_field = surface.force_field(work, conformer_id)
+        surface.add_torsion_constraint(force_field, dihedral, degrees, recipe.torsion_force_constant)
+        force_field.Minimize(maxIts=2000)
+        positions = np.asarray(force_field.Positions(), dtype=np.float64).reshape(-1, 3)
+        results.append((positions, f"torsion:{'-'.join(map(str, dihedral))}:{degrees:g}"))
+    return results
+
+
+def generate_conformations(mol: Chem.Mol, recipe: ConformerRecipe, seed: int,
+                           energy_and_forces=None) -> Conformations:
+    """Conformations (Å) of ``mol`` (explicit H): MMFF minima, MD snapshots, torsion drives, in that order.
+
+    Row 0 is the lowest MMFF94 minimum. ``energy_and_forces(positions Å) -> (kcal/mol, kcal/mol/Å)``
+    replaces the MMFF94 surface for the MD when given (``md_surface = "labeler"``).
+    """
+    work = Chem.Mol(mol)
+    work.RemoveAllConformers()
+    conformer_ids = _embed(work, recipe, seed)
+    surface = _ClassicalSurface(work)
+    rotatable = CalcNumRotatableBonds(work)
+    max_minima = recipe.max_minima if rotatable > 1 else min(recipe.max_minima, recipe.max_minima_rigid)
+    max_minima = min(max_minima, recipe.conformations)
+    minima = _minima(work, surface, conformer_ids, max_minima, recipe)
+    positions = list(minima)
+    kinds = ["min"] * len(minima)
+
+    temperatures = (list(recipe.single_minimum_temperatures) if len(minima) == 1
+                    else [recipe.temperatures[i % len(recipe.temperatures)] for i in range(len(minima))])
+    starts = [minima[0]] * len(temperatures) if len(minima) == 1 else minima
+    remaining = recipe.conformations - len(minima)
+    masses = np.array([atom.GetMass() for atom in work.GetAtoms()])
+    md_surface = energy_and_forces if energy_and_forces is not None else surface
+    for trajectory, (start, temperature) in enumerate(zip(starts, temperatures)):
+        n_snapshots = remaining // len(temperatures) + (1 if trajectory < remaining % len(temperatures) else 0)
+        rng = np.random.default_rng([seed, trajectory])
+        snapshots = langevin_snapshots(start, masses, md_surface, temperature, n_snapshots, recipe, rng)
+        positions += snapshots
+        kinds += [f"md{temperature:g}"] * len(snapshots)
+
+    if recipe.torsion_points:
+        for dihedral in torsion_drives(work, recipe.max_torsions):
+            for xyz, kind in _drive(work, surface, minima[0], dihedral, recipe):
+                positions.append(xyz)
+                kinds.append(kind)
+    return Conformations(np.array(positions, dtype=np.float64), kinds, surface.name)
+
+
+def min_pair_distance(positions: np.ndarray) -> float:
+    """Smallest interatomic distance (Å) of one conformation (inf for one atom)."""
+    if len(positions) < 2:
+        return math.inf
+    difference = positions[:, None, :] - positions[None, :, :]
+    distances = np.sqrt((difference ** 2).sum(-1))
+    return float(distances[np.triu_indices(len(positions), 1)].min())
+
+
+# ---------------------------------------------------------------------------------------------
+# One molecule
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Everything that decides the content of a built file (sent to worker processes)."""
+
+    labeler: LabelerSpec
+    recipe: ConformerRecipe = ConformerRecipe()
+    label: str | None = None          # label name in the file; default: the labeler's (gfn2, ani2x, dft)
+    seed: int = DEFAULT_SEED
+    subset: str = ""
+    am1bcc: bool = True               # AM1-BCC charges + GAFF2 types through AmberTools, when installed
+    am1bcc_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class MoleculeTask:
+    """One molecule to build: its id (file-safe, unique), name and mapped SMILES with explicit H."""
+
+    mol_id: str
+    name: str
+    smiles: str
+
+
+def mapped_smiles(mol: Chem.Mol) -> str:
+    """SMILES with explicit hydrogens whose atom map number k is atom k-1 of ``mol``."""
+    mapped = Chem.Mol(mol)
+    for atom in mapped.GetAtoms():
+        atom.SetAtomMapNum(atom.GetIdx() + 1)
+    return Chem.MolToSmiles(mapped, allHsExplicit=True)
+
+
+def assign_unspecified_stereo(mol: Chem.Mol) -> tuple[Chem.Mol, bool]:
+    """(mol with every unspecified stereocentre / double bond fixed to the first isomer, whether any was)."""
+    from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
+
+    options = StereoEnumerationOptions(onlyUnassigned=True, tryEmbedding=False, unique=True)
+    first = next(iter(EnumerateStereoisomers(mol, options=options)), None)
+    if first is None:
+        return mol, False
+    changed = Chem.MolToSmiles(first) != Chem.MolToSmiles(mol)
+    return first, changed
+
+
+def _labeler_surface(labeler: Labeler, atomic_numbers, total_charge):
+    def energy_and_forces(positions):
+        return labeler.single_point(atomic_numbers, positions, total_charge)
+    return energy_and_forces
+
+
+def build_molecule(task: MoleculeTask, settings: BuildSettings, labeler: Labeler) -> dict:
+    """Conformations and labels of one molecule, as the arrays and attrs of its HDF5 group (Å, kcal/mol)."""
+    from grappa_like.molecule import from_smiles
+
+    start = time.perf_counter()
+    molecule = from_smiles(task.smiles, name=task.name)
+    mol, stereo_assigned = assign_unspecified_stereo(molecule.rdkit_mol)
+    atomic_numbers = np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()], dtype=np.int64)
+    total_charge = Chem.GetFormalCharge(mol)
+    labeler.check(atomic_numbers, total_charge, [atom.GetFormalCharge() for atom in mol.GetAtoms()],
+                  [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()])
+    seed = molecule_seed(task.mol_id, settings.seed)
+    md_surface = (_labeler_surface(labeler, atomic_numbers, total_charge)
+                  if settings.recipe.md_surface == "labeler" else None)
+    conformations = generate_conformations(mol, settings.recipe, seed, md_surface)
+
+    dropped: dict[str, int] = {}
+    close = np.array([min_pair_distance(p) < settings.recipe.min_distance for p in conformations.positions])
+    if close.any():
+        dropped[f"atom pair closer than {settings.recipe.min_distance} A"] = int(close.sum())
+    candidates = np.flatnonzero(~close)
+    energies, forces, failures = labeler.energies_and_forces(
+        atomic_numbers, conformations.positions[candidates], total_charge)
+    for reason in failures.values():
+        dropped[reason] = dropped.get(reason, 0) + 1
+    finite = np.isfinite(energies) & np.isfinite(forces).all(axis=(1, 2))
+    bad = int((~finite).sum()) - len(failures)
+    if bad > 0:
+        dropped["non-finite energy or forces"] = bad
+    if not finite.any():
+        raise LabelerRejectedError(f"no conformation could be labelled ({'; '.join(sorted(dropped)) or 'no rows'})")
+    lowest = energies[finite].min()
+    high = finite & (energies - lowest > settings.recipe.max_energy_above_lowest)
+    if high.any():
+        dropped[f"more than {settings.recipe.max_energy_above_lowest:g} kcal/mol above the lowest"] = int(high.sum())
+    keep = finite & ~high
+    rows = candidates[keep]
+
+    label = settings.label or labeler.label
+    group = {
+        "datasets": {
+            "atomic_numbers": atomic_numbers.astype(np.int8),
+            "conformations": conformations.positions[rows].astype(np.float32),
+            f"energy/{label}": energies[keep].astype(np.float64),
+            f"forces/{label}": forces[keep].astype(np.float32),
+        },
+        "attrs": {
+            "smiles": mapped_smiles(mol),
+            "name": task.name,
+            "subset": settings.subset,
+            "total_charge": int(total_charge),
+            "conformation_kinds": ",".join(conformations.kinds[row] for row in rows),
+            "conformer_force_field": conformations.force_field,
+            "input_smiles": task.smiles,
+            "seed": int(seed),
+        },
+    }
+    if stereo_assigned:
+        group["attrs"]["stereo_note"] = "unspecified stereo in the input; the builder chose the first stereoisomer"
+    if dropped:
+        group["attrs"]["dropped_conformations"] = "; ".join(f"{count} {reason}" for reason, count in sorted(dropped.items()))
+    if settings.am1bcc:
+        _add_am1bcc(group, mol, conformations.positions[0], total_charge, task, settings)
+    group["attrs"]["build_seconds"] = round(time.perf_counter() - start, 2)
+    return group
+
+
+def _add_am1bcc(group: dict, mol: Chem.Mol, positions: np.ndarray, total_charge: int, task: MoleculeTask,
+                settings: BuildSettings) -> None:
+    """AM1-BCC charges and GAFF2 types (antechamber) at the lowest MMFF minimum, or a note why they are absent."""
+    from grappa_like.baselines import AmberToolsError, AmberToolsNotFoundError, gaff2_am1bcc_charges_and_types
+
+    with_conformer = Chem.Mol(mol)
+    with_conformer.RemoveAllConformers()
+    conformer = Chem.Conformer(mol.GetNumAtoms())
+    for index, xyz in enumerate(positions):
+        conformer.SetAtomPosition(index, xyz.tolist())
+    with_conformer.AddConformer(conformer, assignId=True)
+    try:
+        charges, types = gaff2_am1bcc_charges_and_types(with_conformer, total_charge, task.mol_id,
+                                                        timeout_s=settings.am1bcc_timeout_s)
+    except AmberToolsNotFoundError as error:
+        group["attrs"]["am1bcc_omitted"] = f"AmberTools not installed ({error})"
+        return
+    except (AmberToolsError, ValueError, OSError) as error:
+        group["attrs"]["am1bcc_omitted"] = " ".join(str(error).split())[:500]
+        return
+    if abs(float(np.sum(charges)) - total_charge) > 0.02:
+        group["attrs"]["am1bcc_omitted"] = f"AM1-BCC charges sum to {np.sum(charges):.3f}, not {total_charge}"
+        return
+    group["datasets"]["charges/am1bcc"] = np.asarray(charges, dtype=np.float32)
+    group["datasets"]["gaff2_types"] = np.array([t.encode() for t in types])
+
+
+# ---------------------------------------------------------------------------------------------
+# Files: parts, assembly, failures
+# ---------------------------------------------------------------------------------------------
+
+def root_attrs(settings: BuildSettings, level_of_theory: str, source: str, label: str) -> dict:
+    """Root attributes of a built file (and of each part)."""
+    return {
+        "layout": LAYOUT,
+        f"level_of_theory.{label}": level_of_theory,
+        "source": source,
+        "seed": int(settings.seed),
+        "charges.am1bcc": ("AM1-BCC from antechamber/sqm (AmberTools) with the default AM1 geometry optimisation, "
+                           "started from the lowest MMFF94 minimum (conformation row 0); gaff2_types from the same "
+                           "antechamber run (-at gaff2); molecules without them carry the attr am1bcc_omitted"),
+        "builder": json.dumps({"program": "grappa-like build-dataset", "labeler": settings.labeler.name,
+                               "recipe": dataclasses.asdict(settings.recipe)}, sort_keys=True),
+    }
+
+
+def write_group(handle: h5py.File, mol_id: str, group: dict) -> None:
+    """Write one molecule group (datasets and attrs as made by :func:`build_molecule`) into an open file."""
+    target = handle.create_group(mol_id)
+    for name, value in group["datasets"].items():
+        target.create_dataset(name, data=value)
+    for name, value in group["attrs"].items():
+        target.attrs[name] = value
+
+
+def write_part(path: str, mol_id: str, group: dict, attrs: dict) -> None:
+    """Write a one-molecule grappa_like-qm-v1 file atomically (temporary name, then renamed)."""
+    def write(temporary):
+        with h5py.File(temporary, "w") as handle:
+            for name, value in attrs.items():
+                handle.attrs[name] = value
+            write_group(handle, mol_id, group)
+    atomic_write(path, write)
+
+
+def assemble(out_path: str, part_paths: list[tuple[str, str]], attrs: dict) -> None:
+    """Copy the molecule group of every (mol_id, part path) into ``out_path`` (atomically), in order."""
+    def write(temporary):
+        with h5py.File(temporary, "w") as handle:
+            for name, value in attrs.items():
+                handle.attrs[name] = value
+            for mol_id, part_path in part_paths:
+                with h5py.File(part_path, "r") as part:
+                    part.copy(part[mol_id], handle, name=mol_id)
+    atomic_write(out_path, write)
+
+
+def unique_mol_ids(names: list[str]) -> list[str]:
+    """File-safe ids ([A-Za-z0-9_.-], no leading dot) from record names; duplicates get _2, _3, ..."""
+    ids, seen = [], set()
+    for index, name in enumerate(names, start=1):
+        base = MOL_ID_PATTERN.sub("_", name).lstrip(".") or f"mol{index}"
+        candidate, suffix = base, 1
+        while candidate in seen:
+            suffix += 1
+            candidate = f"{base}_{suffix}"
+        seen.add(candidate)
+        ids.append(candidate)
+    return ids
+
+
+def _one_line(text, limit: int = 500) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+@dataclass
+class BuildReport:
+    """What a build did: molecules written, failures (record, input, error class, message), paths."""
+
+    out_path: str
+    written: list[str] = field(default_factory=list)
+    computed: list[str] = field(default_factory=list)   # built in this run (the rest came from parts)
+    failures: list[tuple[str, str, str, str]] = field(default_factory=list)
+    failures_path: str | None = None
+    assembled: bool = False
+
+
+class _PartsFolder:
+    """``<out>.parts/``: one finished part per molecule, failure markers, the settings, a lock."""
+
+    def __init__(self, out_path: str):
+        self.path = os.path.abspath(out_path) + ".parts"
+        self.out_path = os.path.abspath(out_path)
+        self._lock_handle = None
+
+    def part(self, mol_id: str) -> str:
+        return os.path.join(self.path, f"{mol_id}.h5")
+
+    def failure(self, mol_id: str) -> str:
+        return os.path.join(self.path, f"{mol_id}.failed.json")
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold an exclusive lock on the folder; raise DatasetBuildError if another build holds it."""
+        import fcntl
+
+        os.makedirs(self.path, exist_ok=True)
+        handle = open(os.path.join(self.path, ".lock"), "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise DatasetBuildError(f"{self.path} is in use by another build-dataset run") from None
+        try:
+            self._remove_stale_temporaries()
+            yield self
+        finally:
+            handle.close()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Remove temporary files a killed run left behind (in the parts folder and next to the output)."""
+        folder, name = os.path.split(self.out_path)
+        stale = glob.glob(os.path.join(glob.escape(self.path), ".*.tmp"))
+        stale += glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp"))
+        stale += glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.failures.tsv.*.tmp"))
+        for path in stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+                log.info(f"removed {path} left by an interrupted run")
+
+    def check_settings(self, fingerprint: dict) -> None:
+        """Record the settings on first use; raise DatasetBuildError if earlier parts used other settings."""
+        path = os.path.join(self.path, "settings.json")
+        if os.path.exists(path):
+            with open(path) as handle:
+                previous = json.load(handle)
+            if previous != fingerprint:
+                differing = sorted(key for key in set(previous) | set(fingerprint)
+                                   if previous.get(key) != fingerprint.get(key))
+                raise DatasetBuildError(
+                    f"{self.path} holds molecules built with other settings ({', '.join(differing)} differ: "
+                    f"{', '.join(f'{k}={previous.get(k)!r}' for k in differing)}); give another -o or remove that folder")
+            return
+        atomic_write_text(path, json.dumps(fingerprint, indent=1, sort_keys=True))
+
+    def finished(self, task: MoleculeTask) -> bool:
+        """True if a readable part of this very molecule exists (a broken or outdated one is removed)."""
+        path = self.part(task.mol_id)
+        if not os.path.exists(path):
+            return False
+        try:
+            with h5py.File(path, "r") as handle:
+                same = handle[task.mol_id].attrs.get("input_smiles") == task.smiles
+        except Exception as error:  # an unreadable part (disk trouble): compute it again
+            log.warning(f"{path}: unreadable part ({_one_line(error)}); the molecule is built again")
+            same = None
+        if same is False:
+            log.warning(f"{task.mol_id}: the input SMILES changed since its part was written; built again")
+        if not same:
+            os.remove(path)
+        return bool(same)
+
+    def recorded_failure(self, task: MoleculeTask) -> tuple | None:
+        path = self.failure(task.mol_id)
+        if not os.path.exists(path):
+            return None
+        with open(path) as handle:
+            record = json.load(handle)
+        if record.get("input") != task.smiles:
+            os.remove(path)
+            return None
+        return record["record"], record["input"], record["error_class"], record["message"]
+
+    def record_failure(self, failure: tuple) -> None:
+        record = dict(zip(("record", "input", "error_class", "message"), failure))
+        atomic_write_text(self.failure(failure[0]), json.dumps(record))
+
+
+class DatasetBuildError(errors.GrappaLikeError):
+    """A build cannot start or finish (parts folder in use, settings differ from the parts', no molecule built)."""
+
+
+_WORKER_LABELER: Labeler | None = None
+
+
+def _init_worker(spec: LabelerSpec) -> None:
+    """Worker process start: one thread per library, and the labeler made once."""
+    global _WORKER_LABELER
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = "1"
+    with contextlib.suppress(ImportError):
+        import torch
+
+        torch.set_num_threads(1)
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    _WORKER_LABELER = spec.make()
+
+
+def _run_task(task: MoleculeTask, settings: BuildSettings, parts_path: str, attrs: dict,
+              labeler: Labeler | None = None) -> tuple:
+    """Build one molecule and write its part; ("done", mol_id, seconds) or ("failed", failure tuple)."""
+    labeler = labeler or _WORKER_LABELER
+    try:
+        group = build_molecule(task, settings, labeler)
+        write_part(os.path.join(parts_path, f"{task.mol_id}.h5"), task.mol_id, group, attrs)
+        return "done", task.mol_id, group["attrs"]["build_seconds"], group["attrs"].get("dropped_conformations")
+    except Exception as error:  # one molecule's failure never stops the batch
+        return "failed", (task.mol_id, task.smiles, type(error).__name__, _one_line(error))
+
+
+def read_inputs(path: str) -> tuple[list[MoleculeTask], list[tuple[str, str, str, str]]]:
+    """Molecules of a SMILES file (``SMILES [name]`` per line; SDF / MOL2 also read, coordinates ignored).
+
+    Returns (tasks, input failures); ids are the record names made file-safe and unique.
+    """
+    from grappa_like.molecule import read_file
+
+    records = list(read_file(path))
+    tasks, failures = [], []
+    for (name, outcome), mol_id in zip(records, unique_mol_ids([name for name, _ in records])):
+        if isinstance(outcome, Exception):
+            failures.append((mol_id, name, type(outcome).__name__, _one_line(outcome)))
+        else:
+            tasks.append(MoleculeTask(mol_id, name, mapped_smiles(outcome.rdkit_mol)))
+    return tasks, failures
+
+
+def build_dataset(input_path: str, out_path: str, settings: BuildSettings, workers: int = 1,
+                  source: str | None = None, retry_failed: bool = False, progress: bool = True) -> BuildReport:
+    """Build ``out_path`` from the molecules of ``input_path``; resumes from ``<out>.parts/``; returns a report.
+
+    Raises DatasetBuildError when it cannot run (settings differ from the existing parts', folder
+    locked, nothing could be built) and MissingDependencyError when the labeler cannot be made.
+    """
+    from tqdm.auto import tqdm
+
+    labeler = settings.labeler.make()
+    label = settings.label or labeler.label
+    level_of_theory = labeler.level_of_theory()
+    source = source or f"molecules from {os.path.basename(input_path)}; conformations and labels by grappa-like build-dataset"
+    attrs = root_attrs(settings, level_of_theory, source, label)
+    fingerprint = {"label": label, "level_of_theory": level_of_theory, "seed": settings.seed,
+                   "subset": settings.subset, "recipe": dataclasses.asdict(settings.recipe)}
+    fingerprint = json.loads(json.dumps(fingerprint))  # tuples as lists, as read back from JSON
+    tasks, input_failures = read_inputs(input_path)
+    report = BuildReport(out_path=os.path.abspath(out_path))
+    parts = _PartsFolder(out_path)
+    with parts.locked():
+        parts.check_settings(fingerprint)
+        failures = {failure[0]: failure for failure in input_failures}
+        todo = []
+        for task in tasks:
+            if parts.finished(task):
+                continue
+            recorded = None if retry_failed else parts.recorded_failure(task)
+            if recorded is not None:
+                failures[task.mol_id] = recorded
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(parts.failure(task.mol_id))
+            todo.append(task)
+        log.info(f"{len(tasks)} molecules in {input_path}: {len(tasks) - len(todo)} already done or failed before, "
+                 f"{len(todo)} to build; labeler {label}: {level_of_theory}")
+        bar = tqdm(total=len(todo), desc="molecules", unit="mol", disable=not progress)
+        try:
+            for outcome in _outcomes(todo, settings, parts.path, attrs, labeler, workers):
+                if outcome[0] == "done":
+                    report.computed.append(outcome[1])
+                    if outcome[3]:
+                        log.info(f"{outcome[1]}: dropped {outcome[3]}")
+                else:
+                    failure = outcome[1]
+                    failures[failure[0]] = failure
+                    if outcome[0] == "failed":  # a lost one (worker died) is not recorded: the next run retries it
+                        parts.record_failure(failure)
+                    log.warning(f"failed: {failure[0]}: {failure[2]}: {failure[3]}")
+                bar.update(1)
+                bar.set_postfix(failed=len(failures))
+        finally:
+            bar.close()
+        finished = [(task.mol_id, parts.part(task.mol_id)) for task in tasks if os.path.exists(parts.part(task.mol_id))]
+        order = {task.mol_id: index for index, task in enumerate(tasks)}
+        report.failures = sorted(failures.values(), key=lambda f: order.get(f[0], -1))
+        report.failures_path = os.path.abspath(out_path) + ".failures.tsv"
+        lines = [FAILURES_HEADER] + ["\t".join(" ".join(str(v).split()) for v in failure) for failure in report.failures]
+        atomic_write_text(report.failures_path, "\n".join(lines) + "\n")
+        if not finished:
+            raise DatasetBuildError(f"no molecule of {input_path} could be built; see {report.failures_path}")
+        assemble(out_path, finished, attrs)
+        report.written = [mol_id for mol_id, _ in finished]
+        report.assembled = True
+    return report
+
+
+def _outcomes(todo, settings, parts_path, attrs, labeler, workers: int):
+    """Yield the outcome of every task: in this process (workers <= 1) or in a pool of worker processes."""
+    if workers <= 1 or len(todo) <= 1:
+        for task in todo:
+            yield _run_task(task, settings, parts_path, attrs, labeler)
+        return
+    import concurrent.futures
+    import multiprocessing
+
+    saved = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    os.environ.update({v: "1" for v in saved})  # inherited by the spawned workers before they import anything
+    executor = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker, initargs=(settings.labeler,))
+    try:
+        futures = {executor.submit(_run_task, task, settings, parts_path, attrs): task for task in todo}
+        for future in concurrent.futures.as_completed(futures):
+            task = futures[future]
+            try:
+                yield future.result()
+            except Exception as error:  # the worker process died (e.g. out of memory): retried by the next run
+                yield "lost", (task.mol_id, task.smiles, type(error).__name__, _one_line(error))
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        for variable, value in saved.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value

@@ -1,0 +1,116 @@
+"""Determinism: the same input and model give byte-identical files, across runs, processes and batches.
+
+The GNN runs once per molecule (``api.INFERENCE_BATCH_ATOMS = 0``): in float32, a batched forward
+pass rounds differently depending on which other molecules share the batch, which changed
+parameters in the last bits and so the written XML. See docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import openmm
+import pytest
+import torch
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+import grappa_like
+from grappa_like.cli import main
+
+MOLECULES = {
+    "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
+    "glycine": "[NH3+]CC(=O)[O-]",
+    "caffeine": "CN1C=NC2=C1C(=O)N(C(=O)N2C)C",
+    "ibuprofen": "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
+    "pyridine": "c1ccncc1",
+    "acetonitrile": "CC#N",
+}
+
+
+def _write_inputs(folder) -> list[str]:
+    sdf = folder / "three.sdf"
+    writer = Chem.SDWriter(str(sdf))
+    for index, name in enumerate(("aspirin", "glycine", "caffeine")):
+        mol = Chem.AddHs(Chem.MolFromSmiles(MOLECULES[name]))
+        AllChem.EmbedMolecule(mol, randomSeed=index + 1)
+        mol.SetProp("_Name", name)
+        writer.write(mol)
+    writer.close()
+    smi = folder / "more.smi"
+    smi.write_text("".join(f"{MOLECULES[n]} {n}\n" for n in ("ibuprofen", "pyridine", "acetonitrile"))
+                   + "C1CC broken\n")
+    return [str(sdf), str(smi)]
+
+
+def _tree_bytes(folder) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+
+
+def _run_cli_in_subprocess(arguments, threads: int) -> int:
+    command = [sys.executable, "-c", "import sys; from grappa_like.cli import main; sys.exit(main())",
+               "parameterize", *arguments]
+    environment = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    return subprocess.run(command, capture_output=True, env=environment, timeout=300).returncode
+
+
+def test_cli_output_is_byte_identical_across_processes(model_file_path, tmp_path):
+    inputs = _write_inputs(tmp_path)
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert _run_cli_in_subprocess([*inputs, "-o", str(first), "--model", model_file_path], threads=1) == 1
+    assert _run_cli_in_subprocess([*inputs, "-o", str(second), "--model", model_file_path], threads=2) == 1
+    first_files, second_files = _tree_bytes(first), _tree_bytes(second)
+    assert sorted(first_files) == ["acetonitrile.xml", "aspirin.xml", "caffeine.xml", "failures.tsv", "glycine.xml",
+                                   "ibuprofen.xml", "pyridine.xml"]
+    assert first_files == second_files
+
+
+def test_one_molecule_alone_and_in_a_batch_give_identical_xml(model_file_path, tmp_path):
+    inputs = _write_inputs(tmp_path)
+    batch = tmp_path / "batch"
+    assert main(["parameterize", *inputs, "-o", str(batch), "--model", model_file_path]) == 1
+    for name, smiles in MOLECULES.items():
+        if name in ("ibuprofen", "pyridine", "acetonitrile"):  # the .smi records: same SMILES, same atom order
+            alone = tmp_path / f"{name}.xml"
+            assert main(["parameterize", "--smiles", smiles, "-o", str(alone), "--model", model_file_path]) == 0
+            assert alone.read_bytes() == (batch / f"{name}.xml").read_bytes(), name
+
+
+def _xml(result) -> str:
+    return openmm.XmlSerializer.serialize(result.to_openmm())
+
+
+def test_batch_composition_order_and_size_do_not_change_the_xml(random_model):
+    smiles = list(MOLECULES.values())
+    alone = {s: _xml(grappa_like.parameterize([s], model=random_model, progress=False)[0]) for s in smiles}
+    for batch in (smiles, smiles[::-1], smiles * 3, [smiles[0], "not a smiles", smiles[2]]):
+        for small_batches in (1, 2, 256):
+            results = grappa_like.parameterize(batch, model=random_model, progress=False, batch_size=small_batches)
+            for item, result in zip(batch, results):
+                if result.ok:
+                    assert _xml(result) == alone[item], item
+
+
+def test_thread_count_does_not_change_parameters(random_model):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = [_xml(r) for r in grappa_like.parameterize(list(MOLECULES.values()), model=random_model, progress=False)]
+        torch.set_num_threads(2)
+        two = [_xml(r) for r in grappa_like.parameterize(list(MOLECULES.values()), model=random_model, progress=False)]
+    finally:
+        torch.set_num_threads(threads)
+    assert one == two
+
+
+@pytest.mark.parametrize("output_format", ["ffxml", "gromacs", "amber"])
+def test_other_formats_are_byte_identical_across_runs(output_format, model_file_path, tmp_path):
+    outputs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        assert main(["parameterize", "--smiles", MOLECULES["aspirin"], "--smiles", MOLECULES["glycine"],
+                     "--format", output_format, "-o", str(out), "--model", model_file_path]) == 0
+        outputs.append(_tree_bytes(out))
+    assert len(outputs[0]) >= 3 and outputs[0] == outputs[1]
