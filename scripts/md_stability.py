@@ -394,28 +394,6 @@ def select_molecules(n_molecules: int, seen: set[str]):
 # ----------------------------------------------------------------------------- geometry checks
 
 
-def mmff_start(smiles: str, seed: int = SEED):
-    """RDKit Mol (explicit H, SMILES atom order as grappa_like uses it) with one ETKDG + MMFF94 conformer (Å)."""
-    from rdkit import Chem
-    from rdkit.Chem import AllChem
-
-    from grappa_like.molecule import from_smiles, rdkit_messages
-
-    mol = Chem.Mol(from_smiles(smiles).rdkit_mol)
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    with rdkit_messages():
-        if AllChem.EmbedMolecule(mol, params) != 0:
-            params.useRandomCoords = True
-            if AllChem.EmbedMolecule(mol, params) != 0:
-                raise RuntimeError("RDKit could not embed the molecule")
-        if AllChem.MMFFHasAllMoleculeParams(mol):
-            AllChem.MMFFOptimizeMolecule(mol, maxIters=5000)
-        else:
-            AllChem.UFFOptimizeMolecule(mol, maxIters=5000)
-    return mol
-
-
 def aromatic_rings(mol) -> list[list[int]]:
     return [list(ring) for ring in mol.GetRingInfo().AtomRings()
             if all(mol.GetAtomWithIdx(i).GetIsAromatic() for i in ring)]
@@ -452,9 +430,12 @@ def cip_labels(mol, positions: np.ndarray) -> dict[int, str]:
     from rdkit import Chem
 
     copy = Chem.Mol(mol)
-    conformer = copy.GetConformer()
+    copy.RemoveAllConformers()
+    conformer = Chem.Conformer(copy.GetNumAtoms())
     for index, xyz in enumerate(positions):
         conformer.SetAtomPosition(index, xyz.tolist())
+    conformer.Set3D(True)
+    copy.AddConformer(conformer)
     Chem.AssignStereochemistryFrom3D(copy, replaceExistingTags=True)
     return {atom.GetIdx(): atom.GetProp("_CIPCode") for atom in copy.GetAtoms() if atom.HasProp("_CIPCode")}
 
@@ -474,8 +455,8 @@ def simulate(name: str, smiles: str, model, settings: dict) -> dict:
     (result,) = grappa_like.parameterize([smiles], model=model, progress=False)
     if not result.ok:
         return dict(record, status="not parameterized", error=f"{type(result.error).__name__}: {result.error}")
-    mol = mmff_start(smiles)
-    start_positions = mol.GetConformer().GetPositions()  # Å
+    mol = result.molecule.rdkit_mol
+    start_positions = result.molecule.conformer_positions(seed=SEED)  # Å, ETKDG + MMFF94
     parameters = result.parameters
     bonds = parameters.interactions.bonds
     r0 = parameters.bond_r0 * 10.0  # Å

@@ -29,14 +29,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from grappa_like import errors
-    from grappa_like.api import load_model
+    from grappa_like.cli.common import load_model_or_report
     from grappa_like.benchmarks import run_benchmarks
 
-    try:
-        model = load_model(args.model)
-    except errors.ModelFileError as error:
-        log.error(f"error: {error}")
+    model = load_model_or_report(args.model, log)
+    if model is None:
         return 2
     training = [p for p in args.training_data if os.path.exists(p)]
     results = run_benchmarks(model, args.benchmarks, args.output, training, args.cache_dir,

@@ -29,15 +29,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from grappa_like import errors
-    from grappa_like.api import load_model
+    from grappa_like.cli.common import load_model_or_report
     from grappa_like.data import read_records
     from grappa_like.evaluation import baseline_predictors, evaluate_records, markdown_table
 
-    try:
-        model = load_model(args.model)
-    except errors.ModelFileError as error:
-        log.error(f"error: {error}")
+    model = load_model_or_report(args.model, log)
+    if model is None:
         return 2
     wanted = set(model.metadata.get("validation_molecules", [])) if args.split == "validation" else None
     records = [r for path in args.data for r in read_records(path, tuple(args.labels.split(",")))

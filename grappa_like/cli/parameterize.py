@@ -125,7 +125,8 @@ def _write_utf8(path: str, lines: list[str]) -> None:
 
 
 def run(args) -> int:
-    from grappa_like.api import load_model, parameterize
+    from grappa_like.api import parameterize
+    from grappa_like.cli.common import load_model_or_report
     from grappa_like.molecule import DEFAULT_MAX_ATOMS
 
     if not args.inputs and not args.smiles:
@@ -136,10 +137,8 @@ def run(args) -> int:
     except errors.MoleculeInputError as error:
         log.error(f"error: {_one_line(error)}")
         return 2
-    try:
-        model = load_model(args.model)
-    except errors.ModelFileError as error:
-        log.error(f"error: {_one_line(error)}")
+    model = load_model_or_report(args.model, log)
+    if model is None:
         return 2
 
     good = [item for _, _, item in records if not isinstance(item, Exception)]

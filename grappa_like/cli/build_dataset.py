@@ -1,0 +1,100 @@
+"""``grappa-like build-dataset``: conformations + QM labels for the molecules of a SMILES file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+log = logging.getLogger("grappa_like.build_dataset")
+
+
+def add_parser(subparsers) -> None:
+    from grappa_like.dataset import DEFAULT_SEED, ConformerRecipe
+    from grappa_like.labelers import DEFAULT_PYSCF_METHOD, LABELER_NAMES
+
+    defaults = ConformerRecipe()
+    parser = subparsers.add_parser(
+        "build-dataset", help="make a QM training file (conformations + energies/forces) from a SMILES file",
+        description="Make a QM data file in the grappa_like-qm-v1 HDF5 layout from a SMILES file "
+                    "('SMILES [name]' per line). Per molecule: RDKit ETKDGv3 conformers, MMFF94 minima, "
+                    "Langevin MD snapshots on the MMFF94 surface at several temperatures, torsion drives of "
+                    "rotatable bonds (relaxed with MMFF94), energies and forces from the chosen labeler, and "
+                    "AM1-BCC charges + GAFF2 types from AmberTools when installed. Each finished molecule is "
+                    "kept in OUT.parts/; an interrupted run started again with the same arguments continues "
+                    "where it stopped. Failed molecules are listed in OUT.failures.tsv. "
+                    "Exit code 0: all built; 1: some failed (the rest are in OUT); 2: nothing built or a usage "
+                    "error. See docs/dataset.md.")
+    parser.add_argument("smiles_file", metavar="SMILES_FILE",
+                        help="molecules, one 'SMILES [name]' per line (.smi/.txt; an SDF/MOL2 is read too, its "
+                             "coordinates are not used)")
+    parser.add_argument("-o", "--output", required=True, help="HDF5 file to write, e.g. data/my-set.h5")
+    parser.add_argument("--labeler", required=True, choices=LABELER_NAMES,
+                        help="gfn2: GFN2-xTB (tblite); ani2x: ANI-2x (torchani, needs --ani-dir; neutral H C N O F "
+                             "S Cl molecules only); pyscf: DFT with density fitting (see --pyscf-method)")
+    parser.add_argument("--label", default=None,
+                        help="label name in the file (default: gfn2, ani2x, or dft for pyscf)")
+    parser.add_argument("--ani-dir", default=None,
+                        help="folder with the NeuroChem ANI-2x files, e.g. ../shared/teachers/ani-2x")
+    parser.add_argument("--pyscf-method", default=DEFAULT_PYSCF_METHOD,
+                        help=f"<functional>[-d3bj|-d3|-d4]/<basis> for --labeler pyscf (default {DEFAULT_PYSCF_METHOD}; "
+                             "'hf/<basis>' for Hartree-Fock)")
+    parser.add_argument("--confs", type=int, default=defaults.conformations,
+                        help=f"MMFF minima + MD snapshots per molecule (default {defaults.conformations}); "
+                             "torsion drives come on top")
+    parser.add_argument("--max-minima", type=int, default=defaults.max_minima,
+                        help=f"distinct MMFF94 minima kept per molecule (default {defaults.max_minima}; "
+                             f"{defaults.max_minima_rigid} for molecules with at most one rotatable bond)")
+    parser.add_argument("--torsion-points", type=int, default=defaults.torsion_points,
+                        help=f"grid points per driven torsion (default {defaults.torsion_points}, i.e. 30 deg apart; "
+                             "0: no torsion drives)")
+    parser.add_argument("--max-torsions", type=int, default=defaults.max_torsions,
+                        help=f"rotatable bonds driven per molecule at most (default {defaults.max_torsions})")
+    parser.add_argument("--md-surface", choices=("mmff", "labeler"), default="mmff",
+                        help="surface of the Langevin MD: mmff (default, as train-v0) or labeler (MD on the "
+                             "labeler's own energy; one labeler call per 0.5 fs step, so costly)")
+    parser.add_argument("--subset", default=None, help="subset attribute of the molecules (default: the file's stem)")
+    parser.add_argument("--source", default=None, help="root 'source' attribute: where the molecules came from")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the run (default {DEFAULT_SEED})")
+    parser.add_argument("--no-am1bcc", action="store_true", help="skip AM1-BCC charges and GAFF2 types")
+    parser.add_argument("--am1bcc-timeout", type=float, default=600.0,
+                        help="seconds allowed per antechamber run (default 600)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes, one thread each (default 1: everything in this process)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="build again the molecules that failed in an earlier run (default: keep their failure)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from grappa_like import errors
+    from grappa_like.dataset import BuildSettings, ConformerRecipe, DatasetBuildError, build_dataset
+    from grappa_like.labelers import LabelerSpec
+
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+    if not os.path.isfile(args.smiles_file):
+        log.error(f"error: {args.smiles_file}: no such file")
+        return 2
+    try:
+        recipe = ConformerRecipe(conformations=args.confs, max_minima=args.max_minima,
+                                 torsion_points=args.torsion_points, max_torsions=args.max_torsions,
+                                 md_surface=args.md_surface)
+        spec = LabelerSpec(args.labeler, ani_dir=args.ani_dir, pyscf_method=args.pyscf_method)
+    except ValueError as error:
+        log.error(f"error: {error}")
+        return 2
+    subset = args.subset if args.subset is not None else os.path.splitext(os.path.basename(args.smiles_file))[0]
+    settings = BuildSettings(labeler=spec, recipe=recipe, label=args.label, seed=args.seed, subset=subset,
+                             am1bcc=not args.no_am1bcc, am1bcc_timeout_s=args.am1bcc_timeout)
+    output_folder = os.path.dirname(os.path.abspath(args.output))
+    os.makedirs(output_folder, exist_ok=True)
+    try:
+        report = build_dataset(args.smiles_file, args.output, settings, workers=args.workers, source=args.source,
+                               retry_failed=args.retry_failed, progress=not args.no_progress and sys.stderr.isatty())
+    except (DatasetBuildError, errors.MissingDependencyError, ValueError) as error:
+        log.error(f"error: {error}")
+        return 2
+    log.info(f"{len(report.written)} molecules in {report.out_path} ({len(report.computed)} built in this run), "
+             f"{len(report.failures)} failed" + (f" (listed in {report.failures_path})" if report.failures else ""))
+    return 1 if report.failures else 0
