@@ -1,10 +1,25 @@
-"""Readers of QM data files in the ``grappa_like-qm-v1`` HDF5 layout (see shared/data/README.md).
+"""Readers of QM data files: every format becomes :class:`QMRecord` objects in OpenMM units.
 
-Units are converted once, here: Å -> nm, kcal/mol -> kJ/mol, kcal/mol/Å -> kJ/mol/nm.
+Formats (:func:`read_records` tells them apart by themselves):
+
+- ``grappa_like-qm-v1`` HDF5 (see shared/data/README.md): Å, kcal/mol, kcal/mol/Å; labels by name.
+- SPICE 2 HDF5, unchanged: one group per molecule with ``smiles`` (mapped), ``atomic_numbers``,
+  ``conformations`` (bohr), ``dft_total_energy`` (hartree), ``dft_total_gradient`` (hartree/bohr);
+  label ``dft``.
+- Grappa's npz (one molecule per file, a file or a folder of them): ``xyz`` (Å), ``energy_qm`` or
+  ``energy_qm_total`` (kcal/mol), ``gradient_qm`` or ``gradient_qm_total`` (kcal/mol/Å),
+  ``atomic_numbers``, ``mapped_smiles``; label ``qm``.
+
+Units are converted once, here: -> nm, kJ/mol, kJ/mol/nm. Also here: the ``FILE[:LABELS[:WEIGHT]]``
+syntax by which ``train`` and ``evaluate`` take several files (:func:`parse_data_spec`).
 """
 
 from __future__ import annotations
 
+import glob
+import logging
+import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -14,9 +29,17 @@ import numpy as np
 from grappa_like import errors
 from grappa_like.molecule import Molecule, from_smiles
 
+log = logging.getLogger(__name__)
+
 LAYOUT = "grappa_like-qm-v1"
+SPICE_FORMAT = "spice"
+GRAPPA_NPZ_FORMAT = "grappa-npz"
+SPICE_LABEL = "dft"
+GRAPPA_LABEL = "qm"
 KCAL_TO_KJ = 4.184
 ANGSTROM_TO_NM = 0.1
+HARTREE_TO_KJ = 2625.4996394798254
+BOHR_TO_NM = 0.0529177210903
 DEFAULT_LABEL_PREFERENCE = ("ani2x", "gfn2")
 
 
@@ -44,11 +67,59 @@ def choose_label(group: h5py.Group, preference=DEFAULT_LABEL_PREFERENCE) -> str 
     return next((label for label in preference if label in available), None)
 
 
-def read_records(path: str, label_preference=DEFAULT_LABEL_PREFERENCE, mol_ids=None) -> Iterator[QMRecord]:
-    """Yield a :class:`QMRecord` for every molecule of ``path`` that has one of the preferred labels."""
+def detect_format(path: str) -> str:
+    """``"grappa_like-qm-v1"``, ``"spice"`` or ``"grappa-npz"``: the format of a data file (or npz folder)."""
+    path = os.fspath(path)
+    if os.path.isdir(path) or path.lower().endswith(".npz"):
+        return GRAPPA_NPZ_FORMAT
+    if not os.path.isfile(path):
+        raise errors.DataFileError(f"{path}: no such file")
+    if not h5py.is_hdf5(path):
+        raise errors.DataFileError(f"{path}: neither an HDF5 file nor a Grappa .npz file (or folder of them)")
     with h5py.File(path, "r") as handle:
-        if handle.attrs.get("layout") != LAYOUT:
-            raise errors.DataFileError(f"{path}: layout attribute is {handle.attrs.get('layout')!r}, expected {LAYOUT!r}")
+        layout = handle.attrs.get("layout")
+        if layout is not None:
+            if layout != LAYOUT:
+                raise errors.DataFileError(f"{path}: layout attribute is {layout!r}, expected {LAYOUT!r}")
+            return LAYOUT
+        first = next((handle[key] for key in handle.keys() if isinstance(handle[key], h5py.Group)), None)
+        if first is not None and {"smiles", "atomic_numbers", "conformations", "dft_total_energy"} <= set(first.keys()):
+            return SPICE_FORMAT
+    raise errors.DataFileError(
+        f"{path}: not a known QM data file (no layout={LAYOUT!r} attribute, and not SPICE: its groups lack "
+        "smiles / atomic_numbers / conformations / dft_total_energy)")
+
+
+def available_labels(path: str) -> list[str]:
+    """Every label that some molecule of ``path`` carries energies for."""
+    data_format = detect_format(path)
+    if data_format == SPICE_FORMAT:
+        return [SPICE_LABEL]
+    if data_format == GRAPPA_NPZ_FORMAT:
+        return [GRAPPA_LABEL]
+    labels = set()
+    with h5py.File(path, "r") as handle:
+        for group in handle.values():
+            if "energy" in group:
+                labels.update(group["energy"].keys())
+    return sorted(labels)
+
+
+def read_records(path: str, label_preference=DEFAULT_LABEL_PREFERENCE, mol_ids=None) -> Iterator[QMRecord]:
+    """Yield a :class:`QMRecord` for every molecule of ``path`` that has one of the preferred labels.
+
+    ``path`` is a grappa_like-qm-v1 or SPICE HDF5 file, a Grappa .npz file or a folder of them;
+    SPICE and Grappa molecules that grappa_like cannot take (other elements, several fragments) are
+    skipped with one warning per file.
+    """
+    data_format = detect_format(path)
+    if data_format == SPICE_FORMAT:
+        yield from _read_spice(path, label_preference, mol_ids)
+        return
+    if data_format == GRAPPA_NPZ_FORMAT:
+        yield from _read_grappa_npz(path, label_preference, mol_ids)
+        return
+    with h5py.File(path, "r") as handle:
         for mol_id in (mol_ids if mol_ids is not None else handle.keys()):
             group = handle[mol_id]
             label = choose_label(group, label_preference)
@@ -90,6 +161,194 @@ def _label_arrays(group: h5py.Group, label: str):
     if "forces" in group and label in group["forces"]:
         forces = group["forces"][label][:].astype(np.float64) * (KCAL_TO_KJ / ANGSTROM_TO_NM)
     return energies, forces
+
+
+class _Skipped:
+    """Counts molecules a reader skipped, by error class; one warning per file at the end."""
+
+    def __init__(self, path: str):
+        self.path, self.counts, self.first = path, Counter(), None
+
+    def add(self, error: Exception) -> None:
+        self.counts[type(error).__name__] += 1
+        self.first = self.first or str(error)
+
+    def report(self) -> None:
+        if self.counts:
+            kinds = ", ".join(f"{count} {name}" for name, count in self.counts.most_common())
+            log.warning(f"{self.path}: skipped {sum(self.counts.values())} molecules ({kinds}; first: {self.first})")
+
+
+def _scalar_text(value) -> str:
+    """A string stored as an HDF5 / npz scalar, bytes or one-element array."""
+    value = np.asarray(value)
+    if value.shape:
+        value = value.reshape(-1)[0]
+    value = value.item() if hasattr(value, "item") else value
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _molecule_from_mapped_smiles(smiles: str, name: str, atomic_numbers: np.ndarray, where: str) -> Molecule:
+    molecule = from_smiles(smiles, name=name)
+    if not np.array_equal(np.asarray(atomic_numbers, dtype=np.int64), molecule.atomic_numbers):
+        raise errors.DataFileError(f"{where}: element order of the mapped SMILES differs from atomic_numbers")
+    return molecule
+
+
+def _finite_rows(energies: np.ndarray, forces: np.ndarray | None) -> np.ndarray:
+    rows = np.isfinite(energies)
+    if forces is not None:
+        rows &= np.isfinite(forces).all(axis=(1, 2))
+    return rows
+
+
+def _read_spice(path: str, label_preference, mol_ids) -> Iterator[QMRecord]:
+    """Records of a SPICE HDF5 file (bohr, hartree, hartree/bohr -> nm, kJ/mol, kJ/mol/nm); label ``dft``."""
+    if SPICE_LABEL not in label_preference:
+        return
+    skipped = _Skipped(path)
+    with h5py.File(path, "r") as handle:
+        for mol_id in (mol_ids if mol_ids is not None else handle.keys()):
+            group = handle[mol_id]
+            try:
+                smiles = _scalar_text(group["smiles"][()])
+                molecule = _molecule_from_mapped_smiles(smiles, mol_id, group["atomic_numbers"][:], f"{path}:{mol_id}")
+            except (errors.MoleculeInputError, errors.DataFileError) as error:
+                skipped.add(error)
+                continue
+            energies = group["dft_total_energy"][:].astype(np.float64) * HARTREE_TO_KJ
+            forces = None
+            if "dft_total_gradient" in group:
+                forces = -group["dft_total_gradient"][:].astype(np.float64) * (HARTREE_TO_KJ / BOHR_TO_NM)
+            rows = _finite_rows(energies, forces)
+            if not rows.any():
+                skipped.add(errors.DataFileError(f"{path}:{mol_id}: no conformation with finite energy and gradient"))
+                continue
+            subset = _scalar_text(group["subset"][()]) if "subset" in group else ""
+            yield QMRecord(
+                mol_id=mol_id, name=mol_id, subset=subset, label=SPICE_LABEL, molecule=molecule,
+                positions=group["conformations"][:].astype(np.float64)[rows] * BOHR_TO_NM,
+                energies=energies[rows], forces=None if forces is None else forces[rows],
+                am1bcc_charges=None, gaff2_types=None,
+                attrs={"smiles": smiles, "subset": subset, "format": SPICE_FORMAT},
+            )
+    skipped.report()
+
+
+def _read_grappa_npz(path: str, label_preference, mol_ids) -> Iterator[QMRecord]:
+    """Records of Grappa npz files (Å, kcal/mol, kcal/mol/Å gradients -> nm, kJ/mol, kJ/mol/nm forces); label ``qm``."""
+    if GRAPPA_LABEL not in label_preference:
+        return
+    if not os.path.isdir(path):
+        record = _grappa_npz_record(path)
+        if mol_ids is None or record.mol_id in mol_ids:
+            yield record
+        return
+    skipped = _Skipped(path)
+    wanted = None if mol_ids is None else set(mol_ids)
+    for file_path in sorted(glob.glob(os.path.join(glob.escape(path), "*.npz"))):
+        try:
+            record = _grappa_npz_record(file_path)
+        except (errors.MoleculeInputError, errors.DataFileError) as error:
+            skipped.add(error)
+            continue
+        if wanted is None or record.mol_id in wanted:
+            yield record
+    skipped.report()
+
+
+def _grappa_npz_record(path: str) -> QMRecord:
+    try:
+        arrays = dict(np.load(path, allow_pickle=False))
+    except Exception as error:  # not a zip, truncated, pickled objects
+        raise errors.DataFileError(f"{path}: cannot read it as an npz file ({error})") from None
+    energy_key = next((k for k in ("energy_qm", "energy_qm_total") if k in arrays), None)
+    missing = [key for key in ("xyz", "atomic_numbers", "mapped_smiles") if key not in arrays]
+    if energy_key is None or missing:
+        raise errors.DataFileError(f"{path}: a Grappa npz file needs xyz, atomic_numbers, mapped_smiles and "
+                                   f"energy_qm (or energy_qm_total); missing {missing or ['energy_qm']}")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    mol_id = _scalar_text(arrays["mol_id"]) if "mol_id" in arrays else stem
+    smiles = _scalar_text(arrays["mapped_smiles"])
+    molecule = _molecule_from_mapped_smiles(smiles, mol_id, arrays["atomic_numbers"], path)
+    energies = np.asarray(arrays[energy_key], dtype=np.float64).reshape(-1) * KCAL_TO_KJ
+    gradient_key = next((k for k in ("gradient_qm", "gradient_qm_total") if k in arrays), None)
+    forces = None
+    if gradient_key is not None:
+        forces = -np.asarray(arrays[gradient_key], dtype=np.float64) * (KCAL_TO_KJ / ANGSTROM_TO_NM)
+    positions = np.asarray(arrays["xyz"], dtype=np.float64) * ANGSTROM_TO_NM
+    if positions.shape != (len(energies), molecule.n_atoms, 3) or (forces is not None and forces.shape != positions.shape):
+        raise errors.DataFileError(f"{path}: xyz {positions.shape}, energy {energies.shape} and gradient shapes disagree "
+                                   f"for {molecule.n_atoms} atoms")
+    rows = _finite_rows(energies, forces)
+    if not rows.any():
+        raise errors.DataFileError(f"{path}: no conformation with finite energy and gradient")
+    return QMRecord(
+        mol_id=mol_id, name=mol_id, subset=_scalar_text(arrays["subset"]) if "subset" in arrays else "",
+        label=GRAPPA_LABEL, molecule=molecule, positions=positions[rows], energies=energies[rows],
+        forces=None if forces is None else forces[rows], am1bcc_charges=None, gaff2_types=None,
+        attrs={"smiles": smiles, "format": GRAPPA_NPZ_FORMAT, "file": path},
+    )
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A data file with an optional label preference and a loss weight (``FILE[:LABELS[:WEIGHT]]``)."""
+
+    path: str
+    labels: tuple[str, ...] | None = None  # None: the command's --labels
+    weight: float = 1.0
+
+    def __str__(self) -> str:
+        text = self.path
+        if self.labels is not None or self.weight != 1.0:
+            text += ":" + ",".join(self.labels or ())
+        if self.weight != 1.0:
+            text += f":{self.weight:g}"
+        return text
+
+
+def parse_data_spec(text: str) -> DataSpec:
+    """``"spice.h5:dft,gfn2:2.0"`` -> DataSpec("spice.h5", ("dft", "gfn2"), 2.0); an existing path is taken whole.
+
+    Raises ValueError for an empty path, a non-positive or non-numeric weight, or too many fields.
+    """
+    if isinstance(text, DataSpec):
+        return text
+    text = os.fspath(text)
+    if os.path.exists(text):
+        return DataSpec(text)
+    fields = text.split(":")
+    if len(fields) > 3 or not fields[0]:
+        raise ValueError(f"data file {text!r}: expected FILE[:LABELS[:WEIGHT]], e.g. spice.h5:dft:2.0")
+    labels = tuple(label.strip() for label in fields[1].split(",") if label.strip()) if len(fields) > 1 else ()
+    weight = 1.0
+    if len(fields) == 3 and fields[2].strip():
+        try:
+            weight = float(fields[2])
+        except ValueError:
+            raise ValueError(f"data file {text!r}: weight {fields[2]!r} is not a number") from None
+        if not np.isfinite(weight) or weight <= 0:
+            raise ValueError(f"data file {text!r}: the weight must be a positive number, not {fields[2]!r}")
+    return DataSpec(fields[0], labels or None, weight)
+
+
+def read_data(specs, label_preference=DEFAULT_LABEL_PREFERENCE) -> list[tuple[QMRecord, float]]:
+    """(record, weight) for every molecule of every data spec (``FILE[:LABELS[:WEIGHT]]`` text or DataSpec).
+
+    A file's own labels, when given, replace ``label_preference``. Raises DataFileError for a file
+    of which no molecule carries any of the wanted labels (the message lists the labels it has).
+    """
+    pairs = []
+    for spec in map(parse_data_spec, specs):
+        preference = spec.labels or tuple(label_preference)
+        records = list(read_records(spec.path, preference))
+        if not records:
+            raise errors.DataFileError(
+                f"{spec.path}: no molecule carries any of the labels {','.join(preference)} (labels in this file: "
+                f"{','.join(available_labels(spec.path)) or 'none'}); choose them as {spec.path}:LABELS")
+        pairs += [(record, spec.weight) for record in records]
+    return pairs
 
 
 def split_by_molecule(mol_ids, validation_fraction: float = 0.1, seed: int = 20261125):

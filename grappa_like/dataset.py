@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -53,6 +54,10 @@ DEFAULT_SEED = 20261125
 
 class ConformerError(errors.GrappaLikeError, RuntimeError):
     """Conformations could not be made for a molecule (embedding failed, MD blew up)."""
+
+
+class DatasetBuildError(errors.GrappaLikeError):
+    """A build cannot start or finish (parts folder in use, settings differ from the parts', no molecule built)."""
 
 
 @dataclass(frozen=True)
@@ -317,15 +322,29 @@ def min_pair_distance(positions: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class BuildSettings:
-    """Everything that decides the content of a built file (sent to worker processes)."""
+    """Everything that decides the content of a built file (sent to worker processes).
+
+    ``labeler`` labels every molecule (a molecule it rejects fails); each of ``extra_labelers``
+    adds its label where it can and records ``<label>_omitted`` (the reason) where it cannot, as
+    train-v0 carries ``gfn2`` everywhere and ``ani2x`` where ANI-2x applies.
+    """
 
     labeler: LabelerSpec
     recipe: ConformerRecipe = ConformerRecipe()
-    label: str | None = None          # label name in the file; default: the labeler's (gfn2, ani2x, dft)
+    label: str | None = None          # label name of ``labeler`` in the file; default: gfn2, ani2x or dft
     seed: int = DEFAULT_SEED
     subset: str = ""
     am1bcc: bool = True               # AM1-BCC charges + GAFF2 types through AmberTools, when installed
     am1bcc_timeout_s: float = 600.0
+    extra_labelers: tuple = ()        # more LabelerSpecs, optional per molecule
+
+    def make_labelers(self) -> list[tuple[str, Labeler]]:
+        """(label name, labeler) for the main labeler and then each extra one; raises ValueError on a repeated label."""
+        labelers = [spec.make() for spec in (self.labeler, *self.extra_labelers)]
+        names = [self.label or labelers[0].label] + [labeler.label for labeler in labelers[1:]]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each labeler must write its own label; got {', '.join(names)}")
+        return list(zip(names, labelers))
 
 
 @dataclass(frozen=True)
@@ -363,19 +382,33 @@ def _labeler_surface(labeler: Labeler, atomic_numbers, total_charge):
     return energy_and_forces
 
 
-def build_molecule(task: MoleculeTask, settings: BuildSettings, labeler: Labeler) -> dict:
-    """Conformations and labels of one molecule, as the arrays and attrs of its HDF5 group (Å, kcal/mol)."""
+def build_molecule(task: MoleculeTask, settings: BuildSettings, labelers) -> dict:
+    """Conformations and labels of one molecule, as the arrays and attrs of its HDF5 group (Å, kcal/mol).
+
+    ``labelers``: (label, Labeler) pairs as made by :meth:`BuildSettings.make_labelers`, or one Labeler.
+    """
     from grappa_like.molecule import from_smiles
 
+    if isinstance(labelers, Labeler):
+        labelers = [(settings.label or labelers.label, labelers)]
     start = time.perf_counter()
     molecule = from_smiles(task.smiles, name=task.name)
     mol, stereo_assigned = assign_unspecified_stereo(molecule.rdkit_mol)
     atomic_numbers = np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()], dtype=np.int64)
     total_charge = Chem.GetFormalCharge(mol)
-    labeler.check(atomic_numbers, total_charge, [atom.GetFormalCharge() for atom in mol.GetAtoms()],
-                  [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()])
+    formal_charges = [atom.GetFormalCharge() for atom in mol.GetAtoms()]
+    bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()]
+    (main_label, main_labeler), extras = labelers[0], []
+    main_labeler.check(atomic_numbers, total_charge, formal_charges, bonds)
+    omitted = {}
+    for label, labeler in labelers[1:]:
+        try:
+            labeler.check(atomic_numbers, total_charge, formal_charges, bonds)
+            extras.append((label, labeler))
+        except LabelerRejectedError as error:
+            omitted[f"{label}_omitted"] = str(error)
     seed = molecule_seed(task.mol_id, settings.seed)
-    md_surface = (_labeler_surface(labeler, atomic_numbers, total_charge)
+    md_surface = (_labeler_surface(main_labeler, atomic_numbers, total_charge)
                   if settings.recipe.md_surface == "labeler" else None)
     conformations = generate_conformations(mol, settings.recipe, seed, md_surface)
 
@@ -384,31 +417,35 @@ def build_molecule(task: MoleculeTask, settings: BuildSettings, labeler: Labeler
     if close.any():
         dropped[f"atom pair closer than {settings.recipe.min_distance} A"] = int(close.sum())
     candidates = np.flatnonzero(~close)
-    energies, forces, failures = labeler.energies_and_forces(
-        atomic_numbers, conformations.positions[candidates], total_charge)
-    for reason in failures.values():
-        dropped[reason] = dropped.get(reason, 0) + 1
-    finite = np.isfinite(energies) & np.isfinite(forces).all(axis=(1, 2))
-    bad = int((~finite).sum()) - len(failures)
-    if bad > 0:
-        dropped["non-finite energy or forces"] = bad
+    finite = np.ones(len(candidates), dtype=bool)
+    labels = {}
+    for label, labeler in [(main_label, main_labeler), *extras]:
+        energies, forces, failures = labeler.energies_and_forces(
+            atomic_numbers, conformations.positions[candidates], total_charge)
+        for reason in failures.values():
+            dropped[f"{label}: {reason}"] = dropped.get(f"{label}: {reason}", 0) + 1
+        ok = np.isfinite(energies) & np.isfinite(forces).all(axis=(1, 2))
+        if int((~ok).sum()) > len(failures):
+            dropped[f"{label}: non-finite energy or forces"] = int((~ok).sum()) - len(failures)
+        finite &= ok  # every label covers the same rows
+        labels[label] = (energies, forces)
     if not finite.any():
         raise LabelerRejectedError(f"no conformation could be labelled ({'; '.join(sorted(dropped)) or 'no rows'})")
-    lowest = energies[finite].min()
-    high = finite & (energies - lowest > settings.recipe.max_energy_above_lowest)
+    main_energies = labels[main_label][0]
+    high = finite & (main_energies - main_energies[finite].min() > settings.recipe.max_energy_above_lowest)
     if high.any():
-        dropped[f"more than {settings.recipe.max_energy_above_lowest:g} kcal/mol above the lowest"] = int(high.sum())
+        reason = f"more than {settings.recipe.max_energy_above_lowest:g} kcal/mol above the lowest ({main_label})"
+        dropped[reason] = int(high.sum())
     keep = finite & ~high
     rows = candidates[keep]
 
-    label = settings.label or labeler.label
+    datasets = {"atomic_numbers": atomic_numbers.astype(np.int8),
+                "conformations": conformations.positions[rows].astype(np.float32)}
+    for label, (energies, forces) in labels.items():
+        datasets[f"energy/{label}"] = energies[keep].astype(np.float64)
+        datasets[f"forces/{label}"] = forces[keep].astype(np.float32)
     group = {
-        "datasets": {
-            "atomic_numbers": atomic_numbers.astype(np.int8),
-            "conformations": conformations.positions[rows].astype(np.float32),
-            f"energy/{label}": energies[keep].astype(np.float64),
-            f"forces/{label}": forces[keep].astype(np.float32),
-        },
+        "datasets": datasets,
         "attrs": {
             "smiles": mapped_smiles(mol),
             "name": task.name,
@@ -418,6 +455,7 @@ def build_molecule(task: MoleculeTask, settings: BuildSettings, labeler: Labeler
             "conformer_force_field": conformations.force_field,
             "input_smiles": task.smiles,
             "seed": int(seed),
+            **omitted,
         },
     }
     if stereo_assigned:
@@ -461,17 +499,18 @@ def _add_am1bcc(group: dict, mol: Chem.Mol, positions: np.ndarray, total_charge:
 # Files: parts, assembly, failures
 # ---------------------------------------------------------------------------------------------
 
-def root_attrs(settings: BuildSettings, level_of_theory: str, source: str, label: str) -> dict:
-    """Root attributes of a built file (and of each part)."""
+def root_attrs(settings: BuildSettings, levels_of_theory: dict, source: str) -> dict:
+    """Root attributes of a built file (and of each part); ``levels_of_theory``: label -> description."""
     return {
         "layout": LAYOUT,
-        f"level_of_theory.{label}": level_of_theory,
+        **{f"level_of_theory.{label}": level for label, level in levels_of_theory.items()},
         "source": source,
         "seed": int(settings.seed),
         "charges.am1bcc": ("AM1-BCC from antechamber/sqm (AmberTools) with the default AM1 geometry optimisation, "
                            "started from the lowest MMFF94 minimum (conformation row 0); gaff2_types from the same "
                            "antechamber run (-at gaff2); molecules without them carry the attr am1bcc_omitted"),
-        "builder": json.dumps({"program": "grappa-like build-dataset", "labeler": settings.labeler.name,
+        "builder": json.dumps({"program": "grappa-like build-dataset",
+                               "labelers": [spec.name for spec in (settings.labeler, *settings.extra_labelers)],
                                "recipe": dataclasses.asdict(settings.recipe)}, sort_keys=True),
     }
 
@@ -544,7 +583,6 @@ class _PartsFolder:
     def __init__(self, out_path: str):
         self.path = os.path.abspath(out_path) + ".parts"
         self.out_path = os.path.abspath(out_path)
-        self._lock_handle = None
 
     def part(self, mol_id: str) -> str:
         return os.path.join(self.path, f"{mol_id}.h5")
@@ -573,9 +611,9 @@ class _PartsFolder:
     def _remove_stale_temporaries(self) -> None:
         """Remove temporary files a killed run left behind (in the parts folder and next to the output)."""
         folder, name = os.path.split(self.out_path)
-        stale = glob.glob(os.path.join(glob.escape(self.path), ".*.tmp"))
-        stale += glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp"))
-        stale += glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.failures.tsv.*.tmp"))
+        stale = glob.glob(os.path.join(glob.escape(self.path), ".*.tmp"))  # the folder is ours while locked
+        ours = re.compile(rf"\.{re.escape(name)}(\.failures\.tsv)?\.\d+-[0-9a-f]{{8}}\.tmp")  # fileio's names
+        stale += [os.path.join(folder, entry) for entry in os.listdir(folder) if ours.fullmatch(entry)]
         for path in stale:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
@@ -629,34 +667,40 @@ class _PartsFolder:
         atomic_write_text(self.failure(failure[0]), json.dumps(record))
 
 
-class DatasetBuildError(errors.GrappaLikeError):
-    """A build cannot start or finish (parts folder in use, settings differ from the parts', no molecule built)."""
+_WORKER_LABELERS: list | None = None
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-_WORKER_LABELER: Labeler | None = None
+def limit_threads(threads: int = 1) -> None:
+    """Use ``threads`` OpenMP / BLAS threads from now on, also in libraries already loaded.
+
+    The environment variables reach libraries loaded later; torch.set_num_threads reaches the
+    OpenMP runtime that torch loaded, which tblite and pyscf share once torch is imported (their
+    libgomp.so.1 resolves to torch's copy). Spinning OpenMP threads on a busy machine can slow a
+    GFN2 single point down a hundredfold, so the builder runs one thread per process.
+    """
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
 
 
-def _init_worker(spec: LabelerSpec) -> None:
-    """Worker process start: one thread per library, and the labeler made once."""
-    global _WORKER_LABELER
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[variable] = "1"
-    with contextlib.suppress(ImportError):
-        import torch
-
-        torch.set_num_threads(1)
+def _init_worker(settings: BuildSettings) -> None:
+    """Worker process start: one thread per library, and the labelers made once."""
+    global _WORKER_LABELERS
+    limit_threads(1)
     from rdkit import RDLogger
 
     RDLogger.DisableLog("rdApp.*")
-    _WORKER_LABELER = spec.make()
+    _WORKER_LABELERS = settings.make_labelers()
 
 
-def _run_task(task: MoleculeTask, settings: BuildSettings, parts_path: str, attrs: dict,
-              labeler: Labeler | None = None) -> tuple:
-    """Build one molecule and write its part; ("done", mol_id, seconds) or ("failed", failure tuple)."""
-    labeler = labeler or _WORKER_LABELER
+def _run_task(task: MoleculeTask, settings: BuildSettings, parts_path: str, attrs: dict, labelers=None) -> tuple:
+    """Build one molecule and write its part; ("done", mol_id, seconds, dropped) or ("failed", failure tuple)."""
+    labelers = labelers or _WORKER_LABELERS
     try:
-        group = build_molecule(task, settings, labeler)
+        group = build_molecule(task, settings, labelers)
         write_part(os.path.join(parts_path, f"{task.mol_id}.h5"), task.mol_id, group, attrs)
         return "done", task.mol_id, group["attrs"]["build_seconds"], group["attrs"].get("dropped_conformations")
     except Exception as error:  # one molecule's failure never stops the batch
@@ -689,15 +733,17 @@ def build_dataset(input_path: str, out_path: str, settings: BuildSettings, worke
     """
     from tqdm.auto import tqdm
 
-    labeler = settings.labeler.make()
-    label = settings.label or labeler.label
-    level_of_theory = labeler.level_of_theory()
+    labelers = settings.make_labelers()
+    levels = {label: labeler.level_of_theory() for label, labeler in labelers}
     source = source or f"molecules from {os.path.basename(input_path)}; conformations and labels by grappa-like build-dataset"
-    attrs = root_attrs(settings, level_of_theory, source, label)
-    fingerprint = {"label": label, "level_of_theory": level_of_theory, "seed": settings.seed,
-                   "subset": settings.subset, "recipe": dataclasses.asdict(settings.recipe)}
+    attrs = root_attrs(settings, levels, source)
+    fingerprint = {"labels": list(levels), **{f"level_of_theory.{k}": v for k, v in levels.items()},
+                   "seed": settings.seed, "subset": settings.subset,
+                   **{f"recipe.{key}": value for key, value in dataclasses.asdict(settings.recipe).items()}}
     fingerprint = json.loads(json.dumps(fingerprint))  # tuples as lists, as read back from JSON
     tasks, input_failures = read_inputs(input_path)
+    for failure in input_failures:
+        log.warning(f"failed: {failure[0]}: {failure[2]}: {failure[3]}")
     report = BuildReport(out_path=os.path.abspath(out_path))
     parts = _PartsFolder(out_path)
     with parts.locked():
@@ -715,10 +761,10 @@ def build_dataset(input_path: str, out_path: str, settings: BuildSettings, worke
                 os.remove(parts.failure(task.mol_id))
             todo.append(task)
         log.info(f"{len(tasks)} molecules in {input_path}: {len(tasks) - len(todo)} already done or failed before, "
-                 f"{len(todo)} to build; labeler {label}: {level_of_theory}")
+                 f"{len(todo)} to build; " + "; ".join(f"{label}: {level}" for label, level in levels.items()))
         bar = tqdm(total=len(todo), desc="molecules", unit="mol", disable=not progress)
         try:
-            for outcome in _outcomes(todo, settings, parts.path, attrs, labeler, workers):
+            for outcome in _outcomes(todo, settings, parts.path, attrs, labelers, workers):
                 if outcome[0] == "done":
                     report.computed.append(outcome[1])
                     if outcome[3]:
@@ -741,26 +787,39 @@ def build_dataset(input_path: str, out_path: str, settings: BuildSettings, worke
         atomic_write_text(report.failures_path, "\n".join(lines) + "\n")
         if not finished:
             raise DatasetBuildError(f"no molecule of {input_path} could be built; see {report.failures_path}")
-        assemble(out_path, finished, attrs)
+        if report.computed or not _up_to_date(out_path, finished, attrs):
+            assemble(out_path, finished, attrs)
         report.written = [mol_id for mol_id, _ in finished]
         report.assembled = True
     return report
 
 
-def _outcomes(todo, settings, parts_path, attrs, labeler, workers: int):
+def _up_to_date(out_path: str, finished: list[tuple[str, str]], attrs: dict) -> bool:
+    """True if ``out_path`` exists and holds exactly the molecules ``finished`` and the root ``attrs``."""
+    if not os.path.exists(out_path):
+        return False
+    try:
+        with h5py.File(out_path, "r") as handle:
+            same_attrs = {key: handle.attrs.get(key) for key in attrs} == attrs
+            return same_attrs and set(handle.keys()) == {mol_id for mol_id, _ in finished}
+    except Exception:  # unreadable: assemble again
+        return False
+
+
+def _outcomes(todo, settings, parts_path, attrs, labelers, workers: int):
     """Yield the outcome of every task: in this process (workers <= 1) or in a pool of worker processes."""
     if workers <= 1 or len(todo) <= 1:
         for task in todo:
-            yield _run_task(task, settings, parts_path, attrs, labeler)
+            yield _run_task(task, settings, parts_path, attrs, labelers)
         return
     import concurrent.futures
     import multiprocessing
 
-    saved = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    saved = {v: os.environ.get(v) for v in THREAD_VARIABLES}
     os.environ.update({v: "1" for v in saved})  # inherited by the spawned workers before they import anything
     executor = concurrent.futures.ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker, initargs=(settings.labeler,))
+        initializer=_init_worker, initargs=(settings,))
     try:
         futures = {executor.submit(_run_task, task, settings, parts_path, attrs): task for task in todo}
         for future in concurrent.futures.as_completed(futures):

@@ -264,7 +264,23 @@ class PySCFLabeler(Labeler):
             except ImportError as error:
                 raise _missing("pyscf-dispersion", f"pyscf ({self.dispersion})", error) from None
         self._pyscf, self._dft, self._gto, self._scf = pyscf, dft, gto, scf
+        if self.functional.lower() != "hf":
+            self._check_functional()
+        try:  # a misspelt basis should stop the run, not fail every molecule
+            gto.M(atom=[(1, (0.0, 0.0, 0.0)), (1, (0.0, 0.0, 0.74))], basis=self.basis, unit="Angstrom", verbose=0)
+        except (RuntimeError, KeyError, ValueError, OSError) as error:
+            raise ValueError(f"pyscf does not know the basis {self.basis!r} ({' '.join(str(error).split())})") from None
         self._previous = None  # (atomic numbers, total charge, density matrix) for the initial guess
+
+    def _check_functional(self) -> None:
+        """Raise ValueError now, not on every molecule, if pyscf does not know the functional."""
+        from pyscf.dft import dft_parser, libxc
+
+        name = f"{self.functional}-{self.dispersion}" if self.dispersion else self.functional
+        try:
+            libxc.parse_xc(dft_parser.parse_dft(name)[0])
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"pyscf does not know the functional {name!r} ({error})") from None
 
     def level_of_theory(self) -> str:
         dispersion = f"-{self.dispersion.upper()}" if self.dispersion else ""
@@ -285,11 +301,11 @@ class PySCFLabeler(Labeler):
             raise LabelerRejectedError(f"pyscf cannot build the molecule with basis {self.basis}: {error}") from None
         if self.functional.lower() == "hf":
             calculation = self._scf.RHF(molecule).density_fit()
-        else:
+            if self.dispersion:
+                calculation.disp = self.dispersion
+        else:  # pyscf reads "<functional>-d3bj" itself (also e.g. wb97m-d3bj, which has no plain libxc name)
             calculation = self._dft.RKS(molecule).density_fit()
-            calculation.xc = self.functional
-        if self.dispersion:
-            calculation.disp = self.dispersion
+            calculation.xc = f"{self.functional}-{self.dispersion}" if self.dispersion else self.functional
         calculation.conv_tol = self.convergence_tolerance
         key = (tuple(int(z) for z in atomic_numbers), int(total_charge))
         initial = self._previous[1] if self._previous is not None and self._previous[0] == key else None

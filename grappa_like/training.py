@@ -17,7 +17,7 @@ import torch
 from torch_geometric.data import Batch
 
 from grappa_like import interactions as interactions_module, model_file
-from grappa_like.data import DEFAULT_LABEL_PREFERENCE, QMRecord, read_records, split_by_molecule
+from grappa_like.data import DEFAULT_LABEL_PREFERENCE, QMRecord, parse_data_spec, read_data, split_by_molecule
 from grappa_like.energy import bonded_energy, energy_and_forces, nonbonded_energy, nonbonded_pairs
 from grappa_like.features import molecule_graph
 from grappa_like.fileio import atomic_write
@@ -59,10 +59,11 @@ class Example:
     charges: torch.Tensor | None      # (N,) AM1-BCC
     lj_classes: torch.Tensor | None   # (N,) GAFF2 LJ class, -100 where unknown
     pairs: tuple
+    weight: float = 1.0               # multiplies this molecule's energy, force, charge and LJ loss terms
 
 
-def prepare(record: QMRecord, lj_table: LJTypeTable) -> Example:
-    """Turn a :class:`QMRecord` into an :class:`Example`."""
+def prepare(record: QMRecord, lj_table: LJTypeTable, weight: float = 1.0) -> Example:
+    """Turn a :class:`QMRecord` into an :class:`Example` whose loss terms count ``weight`` times."""
     interactions = interactions_module.from_rdkit(record.molecule.rdkit_mol)
     pairs, coulomb_scale, lj_scale = nonbonded_pairs(interactions)
     lj_classes = None
@@ -78,6 +79,7 @@ def prepare(record: QMRecord, lj_table: LJTypeTable) -> Example:
         charges=None if record.am1bcc_charges is None else torch.tensor(record.am1bcc_charges, dtype=torch.float32),
         lj_classes=lj_classes,
         pairs=(torch.from_numpy(pairs), torch.from_numpy(coulomb_scale).float(), torch.from_numpy(lj_scale).float()),
+        weight=float(weight),
     )
 
 
@@ -105,13 +107,14 @@ def batch_loss(network, examples: list[Example], config: TrainingConfig, lj_tabl
     for example, params in zip(examples, per_molecule):
         energies, forces = molecule_predictions(example, params, lj_table_tensors, create_graph)
         energies = energies - energies.mean()
-        energy_terms.append((((energies - example.energies) * KJ_TO_KCAL) ** 2).mean())
+        weight = example.weight
+        energy_terms.append(weight * (((energies - example.energies) * KJ_TO_KCAL) ** 2).mean())
         if example.forces is not None:
-            force_terms.append((((forces - example.forces) * KJ_PER_NM_TO_KCAL_PER_ANGSTROM) ** 2).mean())
+            force_terms.append(weight * (((forces - example.forces) * KJ_PER_NM_TO_KCAL_PER_ANGSTROM) ** 2).mean())
         if example.charges is not None:
-            charge_terms.append(((params["charges"].float() - example.charges) ** 2).mean())
+            charge_terms.append(weight * ((params["charges"].float() - example.charges) ** 2).mean())
         if example.lj_classes is not None:
-            lj_terms.append(torch.nn.functional.cross_entropy(
+            lj_terms.append(weight * torch.nn.functional.cross_entropy(
                 params["lj_logits"].clamp_min(-1e4), example.lj_classes, ignore_index=-100))
         torsion_terms.append(torch.cat([params["proper_k"].flatten(), params["improper_k"].flatten()]).pow(2).mean()
                              if params["proper_k"].numel() + params["improper_k"].numel() else energies.new_zeros(()))
@@ -152,24 +155,27 @@ def validation_metrics(network, examples: list[Example], lj_table_tensors, batch
     return {"energy_rmse": math.sqrt(energy_sq / max(energy_n, 1)), "force_rmse": math.sqrt(force_sq / max(force_n, 1))}
 
 
-def train(data_paths: list[str], out_path: str, lj_table: LJTypeTable, config: TrainingConfig | None = None,
+def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: TrainingConfig | None = None,
           checkpoint_path: str | None = None, label_preference=DEFAULT_LABEL_PREFERENCE,
           max_molecules: int | None = None, progress: bool = True, log=print) -> dict:
     """Train a model on QM files, save the best (by validation force RMSE) to ``out_path``; return its metrics.
 
-    Resumes from ``checkpoint_path`` (default ``out_path + '.ckpt'``) if that file exists.
+    ``data_paths``: paths or ``FILE[:LABELS[:WEIGHT]]`` specs (:func:`grappa_like.data.parse_data_spec`);
+    a file's weight multiplies its molecules' loss terms. Resumes from ``checkpoint_path`` (default
+    ``out_path + '.ckpt'``) if that file exists.
     """
     from tqdm.auto import tqdm
 
     config = config or TrainingConfig()
     checkpoint_path = checkpoint_path or out_path + ".ckpt"
     torch.manual_seed(config.seed)
-    records = [r for path in data_paths for r in read_records(path, label_preference)]
+    specs = [parse_data_spec(path) for path in data_paths]
+    weighted = read_data(specs, label_preference)
     if max_molecules:
-        records = sorted(records, key=lambda r: r.mol_id)[:max_molecules]
-    train_ids, validation_ids = split_by_molecule([r.mol_id for r in records], config.validation_fraction, config.seed)
+        weighted = sorted(weighted, key=lambda pair: pair[0].mol_id)[:max_molecules]
+    train_ids, validation_ids = split_by_molecule([r.mol_id for r, _ in weighted], config.validation_fraction, config.seed)
     validation_set = set(validation_ids)
-    examples = [prepare(r, lj_table) for r in tqdm(records, desc="prepare", disable=not progress)]
+    examples = [prepare(r, lj_table, w) for r, w in tqdm(weighted, desc="prepare", disable=not progress)]
     train_examples = [e for e in examples if e.record.mol_id not in validation_set]
     validation_examples = [e for e in examples if e.record.mol_id in validation_set]
     log(f"{len(train_examples)} training and {len(validation_examples)} validation molecules")
@@ -221,7 +227,7 @@ def train(data_paths: list[str], out_path: str, lj_table: LJTypeTable, config: T
         if metrics["force_rmse"] < state["best_force_rmse"]:
             state.update(best_force_rmse=metrics["force_rmse"], best_epoch=state["epoch"],
                          best_state={k: v.detach().clone() for k, v in network.state_dict().items()})
-            _save_model(out_path, state, config, lj_table, validation_ids, data_paths, label_preference)
+            _save_model(out_path, state, config, lj_table, validation_ids, specs, label_preference)
         checkpoint = {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "state": state, "python_rng": random.getstate(),
                       "torch_rng": torch.get_rng_state()}
@@ -229,19 +235,24 @@ def train(data_paths: list[str], out_path: str, lj_table: LJTypeTable, config: T
     return state
 
 
-def _save_model(out_path, state, config, lj_table, validation_ids, data_paths, label_preference):
+def _save_model(out_path, state, config, lj_table, validation_ids, specs, label_preference):
     network_config = dict(ForceFieldModel(config.model, lj_table.atomic_numbers).config)
+    training_data = {
+        "files": [os.path.basename(spec.path) for spec in specs],
+        "label_preference": list(label_preference),
+        "training_config": {k: v for k, v in vars(config).items() if k != "model"},
+        "best_epoch": state["best_epoch"],
+    }
+    if any(spec.labels is not None or spec.weight != 1.0 for spec in specs):
+        training_data["file_labels_and_weights"] = [
+            {"file": os.path.basename(spec.path), "labels": list(spec.labels or label_preference), "weight": spec.weight}
+            for spec in specs]
     model_file.save(out_path, {
         "config": network_config,
         "state_dict": state["best_state"],
         "lj_types": lj_table.to_dict(),
         "validation_molecules": list(validation_ids),
-        "training_data": {
-            "files": [os.path.basename(p) for p in data_paths],
-            "label_preference": list(label_preference),
-            "training_config": {k: v for k, v in vars(config).items() if k != "model"},
-            "best_epoch": state["best_epoch"],
-        },
+        "training_data": training_data,
         "metrics": {"validation_force_rmse_kcal_per_mol_angstrom": state["best_force_rmse"],
                     "history": state["history"]},
     })

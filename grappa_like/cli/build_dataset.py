@@ -29,11 +29,13 @@ def add_parser(subparsers) -> None:
                         help="molecules, one 'SMILES [name]' per line (.smi/.txt; an SDF/MOL2 is read too, its "
                              "coordinates are not used)")
     parser.add_argument("-o", "--output", required=True, help="HDF5 file to write, e.g. data/my-set.h5")
-    parser.add_argument("--labeler", required=True, choices=LABELER_NAMES,
+    parser.add_argument("--labeler", required=True, metavar="{" + ",".join(LABELER_NAMES) + "}[,...]",
                         help="gfn2: GFN2-xTB (tblite); ani2x: ANI-2x (torchani, needs --ani-dir; neutral H C N O F "
-                             "S Cl molecules only); pyscf: DFT with density fitting (see --pyscf-method)")
+                             "S Cl molecules only); pyscf: DFT with density fitting (see --pyscf-method). Several, "
+                             "comma-separated (e.g. gfn2,ani2x as in train-v0): the first labels every molecule, "
+                             "the others where they can (else the molecule gets the attr <label>_omitted)")
     parser.add_argument("--label", default=None,
-                        help="label name in the file (default: gfn2, ani2x, or dft for pyscf)")
+                        help="label name of the first labeler in the file (default: gfn2, ani2x, or dft for pyscf)")
     parser.add_argument("--ani-dir", default=None,
                         help="folder with the NeuroChem ANI-2x files, e.g. ../shared/teachers/ani-2x")
     parser.add_argument("--pyscf-method", default=DEFAULT_PYSCF_METHOD,
@@ -60,7 +62,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--am1bcc-timeout", type=float, default=600.0,
                         help="seconds allowed per antechamber run (default 600)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes, one thread each (default 1: everything in this process)")
+                        help="worker processes, one thread each (default 1: everything in this process, with "
+                             "OMP_NUM_THREADS threads, 1 unless set)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="build again the molecules that failed in an earlier run (default: keep their failure)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -68,11 +71,13 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from grappa_like import errors
-    from grappa_like.dataset import BuildSettings, ConformerRecipe, DatasetBuildError, build_dataset
-    from grappa_like.labelers import LabelerSpec
+    from grappa_like.dataset import BuildSettings, ConformerRecipe, DatasetBuildError, build_dataset, limit_threads
+    from grappa_like.labelers import LABELER_NAMES, LabelerSpec
 
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(variable, "1")
+    try:
+        limit_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    except ValueError:
+        limit_threads(1)
     if not os.path.isfile(args.smiles_file):
         log.error(f"error: {args.smiles_file}: no such file")
         return 2
@@ -80,12 +85,17 @@ def run(args) -> int:
         recipe = ConformerRecipe(conformations=args.confs, max_minima=args.max_minima,
                                  torsion_points=args.torsion_points, max_torsions=args.max_torsions,
                                  md_surface=args.md_surface)
-        spec = LabelerSpec(args.labeler, ani_dir=args.ani_dir, pyscf_method=args.pyscf_method)
+        names = [name.strip() for name in args.labeler.split(",") if name.strip()]
+        unknown = [name for name in names if name not in LABELER_NAMES]
+        if not names or unknown:
+            raise ValueError(f"--labeler: unknown labeler {', '.join(unknown) or repr(args.labeler)}; choose from "
+                             f"{', '.join(LABELER_NAMES)}")
+        specs = [LabelerSpec(name, ani_dir=args.ani_dir, pyscf_method=args.pyscf_method) for name in names]
     except ValueError as error:
         log.error(f"error: {error}")
         return 2
     subset = args.subset if args.subset is not None else os.path.splitext(os.path.basename(args.smiles_file))[0]
-    settings = BuildSettings(labeler=spec, recipe=recipe, label=args.label, seed=args.seed, subset=subset,
+    settings = BuildSettings(labeler=specs[0], extra_labelers=tuple(specs[1:]), recipe=recipe, label=args.label, seed=args.seed, subset=subset,
                              am1bcc=not args.no_am1bcc, am1bcc_timeout_s=args.am1bcc_timeout)
     output_folder = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(output_folder, exist_ok=True)

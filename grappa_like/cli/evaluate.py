@@ -17,10 +17,13 @@ def add_parser(subparsers) -> None:
                     "of a model on QM HDF5 files, per subset and label, next to GAFF2 + AM1-BCC (AmberTools) "
                     "computed on exactly the same conformations. Writes a Markdown table and a JSON file.")
     parser.add_argument("--model", default=None, help="model file (default: the shipped model)")
-    parser.add_argument("--data", nargs="+", required=True, help="QM HDF5 files (grappa_like-qm-v1 layout)")
+    parser.add_argument("--data", nargs="+", required=True, metavar="FILE[:LABELS[:WEIGHT]]",
+                        help="QM data files (grappa_like-qm-v1 HDF5, SPICE HDF5, Grappa npz), each optionally with "
+                             "its own label preference, e.g. spice.h5:dft (a weight is accepted and ignored here)")
     parser.add_argument("--split", choices=["validation", "all"], default="all",
                         help="'validation': only the molecules stored as the model's validation split")
-    parser.add_argument("--labels", default="ani2x,gfn2,dft", help="label preference (default ani2x,gfn2,dft)")
+    parser.add_argument("--labels", default="ani2x,gfn2,dft",
+                        help="label preference for files given without their own (default ani2x,gfn2,dft)")
     parser.add_argument("--baselines", default="gaff2",
                         help="comma-separated: gaff2 (GAFF2 + AM1-BCC via AmberTools), ff14sb (amber14-all.xml, "
                              "needs a pdb attribute), label:<name> (a label stored in the file); '' for none")
@@ -29,16 +32,22 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from grappa_like import errors
     from grappa_like.cli.common import load_model_or_report
-    from grappa_like.data import read_records
+    from grappa_like.data import parse_data_spec, read_data
     from grappa_like.evaluation import baseline_predictors, evaluate_records, markdown_table
 
     model = load_model_or_report(args.model, log)
     if model is None:
         return 2
     wanted = set(model.metadata.get("validation_molecules", [])) if args.split == "validation" else None
-    records = [r for path in args.data for r in read_records(path, tuple(args.labels.split(",")))
-               if wanted is None or r.mol_id in wanted]
+    try:
+        specs = [parse_data_spec(text) for text in args.data]
+        records = [r for r, _ in read_data(specs, tuple(args.labels.split(",")))
+                   if wanted is None or r.mol_id in wanted]
+    except (ValueError, errors.DataFileError) as error:
+        log.error(f"error: {error}")
+        return 2
     if not records:
         log.error("error: no molecules to evaluate")
         return 2
@@ -46,7 +55,7 @@ def run(args) -> int:
     results = evaluate_records(records, model, baselines, progress=sys.stderr.isatty(),
                                on_error=lambda mol_id, method, error: log.warning(f"{method} failed on {mol_id}: {error}"))
     results["model"] = {"path": os.path.abspath(model.path or ""), "sha256": model.checksum}
-    results["data"] = [os.path.abspath(p) for p in args.data]
+    results["data"] = [os.path.abspath(spec.path) for spec in specs]
     results["split"] = args.split
     table = markdown_table(results["groups"], ("grappa_like", *baselines))
     lines = [table, f"Charge RMSE vs AM1-BCC: {_fmt(results['charges']['rmse_vs_am1bcc'])} e "

@@ -12,17 +12,22 @@ import torch
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "train", help="train a model on QM HDF5 files",
-        description="Train a grappa_like model on QM data in the grappa_like-qm-v1 HDF5 layout. The best model "
-                    "(lowest validation force RMSE) is written to --out whenever it improves; a checkpoint "
-                    "<out>.ckpt is written every epoch and the run resumes from it when started again.")
-    parser.add_argument("--data", nargs="+", required=True, help="QM HDF5 files (e.g. ../shared/data/train-v0.h5)")
+        description="Train a grappa_like model on QM data (grappa_like-qm-v1 HDF5, SPICE HDF5 or Grappa npz). "
+                    "The best model (lowest validation force RMSE) is written to --out whenever it improves; a "
+                    "checkpoint <out>.ckpt is written every epoch and the run resumes from it when started again.")
+    parser.add_argument("--data", nargs="+", required=True, metavar="FILE[:LABELS[:WEIGHT]]",
+                        help="QM data files, each optionally with its own label preference (comma-separated, "
+                             "first present wins; default --labels) and a loss weight (default 1), e.g. "
+                             "../shared/data/train-v0.h5 spice.h5:dft:2.0 grappa_npz_folder:qm. SPICE files carry "
+                             "the label dft, Grappa npz files the label qm")
     parser.add_argument("--out", required=True, help="model file to write, e.g. models/my-model.pt")
     parser.add_argument("--epochs", type=int, default=90, help="epochs; the learning rate follows a cosine schedule over them (default 90)")
     parser.add_argument("--patience", type=int, default=20, help="early stopping: epochs without improvement (20)")
     parser.add_argument("--batch-molecules", type=int, default=16, help="molecules per optimizer step (16)")
     parser.add_argument("--learning-rate", type=float, default=5e-4, help="peak learning rate (5e-4)")
     parser.add_argument("--labels", default="ani2x,gfn2",
-                        help="label preference, first present wins (default: ani2x,gfn2)")
+                        help="label preference for files given without their own, first present wins "
+                             "(default: ani2x,gfn2)")
     parser.add_argument("--max-molecules", type=int, default=None, help="use only the first N molecules (tests)")
     parser.add_argument("--model-config", default="{}", help='JSON overrides of the network config, e.g. \'{"width": 64}\'')
     parser.add_argument("--gaff2-dat", default=None, help="path of AmberTools' gaff2.dat (default: found automatically)")
@@ -31,17 +36,28 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from grappa_like import errors
+    from grappa_like.data import parse_data_spec
     from grappa_like.lj_types import read_gaff2_lj_table
     from grappa_like.training import TrainingConfig, train
 
+    log = logging.getLogger("grappa_like.train").info
+    try:
+        specs = [parse_data_spec(text) for text in args.data]
+    except ValueError as error:
+        logging.getLogger("grappa_like.train").error(f"error: {error}")
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     config = TrainingConfig(epochs=args.epochs, patience=args.patience, batch_molecules=args.batch_molecules,
                             learning_rate=args.learning_rate, model=json.loads(args.model_config))
-    log = logging.getLogger("grappa_like.train").info
-    state = train(args.data, args.out, read_gaff2_lj_table(args.gaff2_dat), config,
-                  label_preference=tuple(args.labels.split(",")), max_molecules=args.max_molecules,
-                  progress=not args.no_progress, log=log)
+    try:
+        state = train(specs, args.out, read_gaff2_lj_table(args.gaff2_dat), config,
+                      label_preference=tuple(args.labels.split(",")), max_molecules=args.max_molecules,
+                      progress=not args.no_progress, log=log)
+    except errors.DataFileError as error:
+        logging.getLogger("grappa_like.train").error(f"error: {error}")
+        return 2
     log(f"best validation force RMSE {state['best_force_rmse']:.3f} kcal/mol/Å at epoch {state['best_epoch']}; "
         f"model written to {os.path.abspath(args.out)}")
     return 0

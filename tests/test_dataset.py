@@ -1,0 +1,392 @@
+"""Dataset builder: conformations, GFN2 labels, the written file, resume after a kill, failures, labelers.
+
+Tiny molecules and a reduced recipe (6 conformations, 4 torsion points, 1 driven bond) keep the
+default run short on one core.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from grappa_like import errors
+from grappa_like.data import LAYOUT, read_records
+from grappa_like.dataset import (BuildSettings, ConformerRecipe, DatasetBuildError, MoleculeTask, build_dataset,
+                                 build_molecule, generate_conformations, mapped_smiles, torsion_drives,
+                                 unique_mol_ids)
+from grappa_like.labelers import (GFN2Labeler, Labeler, LabelerFailedError, LabelerRejectedError, LabelerSpec,
+                                  is_zwitterion, parse_pyscf_method)
+
+try:
+    import tblite.interface  # noqa: F401
+    HAVE_TBLITE = True
+except ImportError:
+    HAVE_TBLITE = False
+needs_tblite = pytest.mark.skipif(not HAVE_TBLITE, reason="tblite (grappa_like[data]) not installed")
+
+SMALL = ConformerRecipe(conformations=6, torsion_points=4, max_torsions=1)
+ANI_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "teachers", "ani-2x")
+MOLECULES = "C methane\nO water\nCCO ethanol\n[SiH4] silane\n"
+
+
+def _ambertools() -> bool:
+    from grappa_like.baselines import ambertools_available
+
+    return ambertools_available()
+
+
+def _mol(smiles):
+    from grappa_like.molecule import from_smiles
+
+    return from_smiles(smiles).rdkit_mol
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """methane, water, ethanol (and silane, which fails at input) built with GFN2 in this process."""
+    folder = tmp_path_factory.mktemp("build")
+    smiles_file = folder / "tiny.smi"
+    smiles_file.write_text(MOLECULES)
+    settings = BuildSettings(labeler=LabelerSpec("gfn2"), recipe=SMALL, subset="tiny", am1bcc=_ambertools())
+    report = build_dataset(str(smiles_file), str(folder / "tiny.h5"), settings, progress=False)
+    return folder, report
+
+
+@needs_tblite
+def test_builder_writes_a_valid_file(built):
+    folder, report = built
+    path = folder / "tiny.h5"
+    assert sorted(report.written) == ["ethanol", "methane", "water"]
+    with h5py.File(path, "r") as handle:
+        assert handle.attrs["layout"] == LAYOUT
+        assert handle.attrs["level_of_theory.gfn2"].startswith("GFN2-xTB (tblite ")
+        assert "source" in handle.attrs and "builder" in handle.attrs
+        for mol_id in ("methane", "water", "ethanol"):
+            group = handle[mol_id]
+            n_rows, n_atoms = group["conformations"].shape[:2]
+            assert group["atomic_numbers"].dtype == np.int8
+            assert group["conformations"].dtype == np.float32
+            assert group["energy/gfn2"].dtype == np.float64 and group["energy/gfn2"].shape == (n_rows,)
+            assert group["forces/gfn2"].shape == (n_rows, n_atoms, 3) and group["forces/gfn2"].dtype == np.float32
+            kinds = group.attrs["conformation_kinds"].split(",")
+            assert len(kinds) == n_rows and kinds[0] == "min"
+            assert {"smiles", "name", "subset", "total_charge"} <= set(group.attrs)
+            assert group.attrs["subset"] == "tiny" and group.attrs["total_charge"] == 0
+        # ethanol: minima + MD snapshots (6) plus one driven torsion with 4 points
+        kinds = handle["ethanol"].attrs["conformation_kinds"].split(",")
+        assert len([k for k in kinds if not k.startswith("torsion:")]) == 6
+        assert len([k for k in kinds if k.startswith("torsion:")]) == 4
+        assert any(k.startswith("md") for k in kinds)
+    records = {r.mol_id: r for r in read_records(str(path), ("gfn2",))}
+    assert sorted(records) == ["ethanol", "methane", "water"]
+    ethanol = records["ethanol"]
+    assert list(ethanol.molecule.atomic_numbers) == [6, 6, 8, 1, 1, 1, 1, 1, 1]
+    spread = (ethanol.energies - ethanol.energies.min()) / 4.184
+    assert 0 < spread.max() < 150  # kcal/mol: thermal structures, nothing wild
+    if _ambertools():
+        assert abs(ethanol.am1bcc_charges.sum()) < 0.02 and ethanol.gaff2_types[2] == "oh"
+
+
+@needs_tblite
+def test_input_failures_are_listed(built):
+    folder, report = built
+    assert [f[0] for f in report.failures] == ["silane"]
+    lines = (folder / "tiny.h5.failures.tsv").read_text().splitlines()
+    assert lines[0] == "record\tinput\terror_class\tmessage"
+    assert lines[1].startswith("silane\t") and "UnsupportedElementError" in lines[1]
+
+
+@needs_tblite
+def test_forces_are_minus_the_energy_gradient(built):
+    """Central finite difference of the GFN2 energy on a stored MD conformation of ethanol."""
+    folder, _ = built
+    with h5py.File(folder / "tiny.h5", "r") as handle:
+        kinds = handle["ethanol"].attrs["conformation_kinds"].split(",")
+        row = next(i for i, kind in enumerate(kinds) if kind.startswith("md"))
+        positions = handle["ethanol/conformations"][row].astype(np.float64)
+        stored_energy = handle["ethanol/energy/gfn2"][row]
+        stored_forces = handle["ethanol/forces/gfn2"][row].astype(np.float64)
+        numbers = handle["ethanol/atomic_numbers"][:]
+    labeler = GFN2Labeler()
+    energy, _ = labeler.single_point(numbers, positions, 0)
+    assert energy == pytest.approx(stored_energy, abs=0.05)  # stored positions are float32
+    step = 1e-3  # Å
+    checked = 0
+    for atom, axis in ((0, 0), (2, 1), (8, 2)):
+        plus, minus = positions.copy(), positions.copy()
+        plus[atom, axis] += step
+        minus[atom, axis] -= step
+        derivative = (labeler.single_point(numbers, plus, 0)[0] - labeler.single_point(numbers, minus, 0)[0]) / (2 * step)
+        assert -derivative == pytest.approx(stored_forces[atom, axis], abs=0.05 + 0.01 * abs(derivative))
+        checked += abs(derivative) > 1.0
+    assert checked >= 1  # at least one component large enough that a sign error would show
+
+
+def test_conformations_are_deterministic_and_drives_hit_their_angles():
+    from rdkit.Chem import rdMolTransforms
+
+    mol = _mol("CCCO")
+    first = generate_conformations(mol, SMALL, seed=11)
+    second = generate_conformations(mol, SMALL, seed=11)
+    np.testing.assert_array_equal(first.positions, second.positions)
+    assert first.kinds == second.kinds and first.force_field == "MMFF94"
+    [dihedral] = torsion_drives(mol, 1)
+    assert all(mol.GetAtomWithIdx(i).GetAtomicNum() > 1 for i in dihedral)  # heavy-atom torsion first
+    work = type(mol)(mol)
+    for xyz, kind in zip(first.positions, first.kinds):
+        if not kind.startswith("torsion:"):
+            continue
+        work.RemoveAllConformers()
+        from rdkit import Chem
+
+        conformer = Chem.Conformer(work.GetNumAtoms())
+        for index, point in enumerate(xyz):
+            conformer.SetAtomPosition(index, point.tolist())
+        work.AddConformer(conformer)
+        target = float(kind.split(":")[2])
+        angle = rdMolTransforms.GetDihedralDeg(work.GetConformer(), *dihedral)
+        assert abs((angle - target + 180) % 360 - 180) < 2.0
+
+
+def test_uff_fallback_and_helpers():
+    mol = _mol("FP(F)(F)(F)F")  # PF5: MMFF94 has no type for pentavalent P, UFF has
+    conformations = generate_conformations(mol, ConformerRecipe(conformations=3, torsion_points=0), seed=1)
+    assert conformations.force_field == "UFF" and conformations.positions.shape == (3, 6, 3)
+    bond = np.linalg.norm(conformations.positions[0, 0] - conformations.positions[0, 1])
+    assert 1.4 < bond < 1.8  # Å: a P-F bond
+    assert unique_mol_ids(["a b", "a b", "", ".x"]) == ["a_b", "a_b_2", "mol3", "x"]
+    assert parse_pyscf_method("b3lyp-d3bj/def2-svp") == ("b3lyp", "d3bj", "def2-svp")
+    assert parse_pyscf_method("hf/sto-3g") == ("hf", None, "sto-3g")
+    with pytest.raises(ValueError):
+        parse_pyscf_method("b3lyp")
+    assert not is_zwitterion([0, 1, -1, 0], [(0, 1), (1, 2), (1, 3)])  # nitro-like: charges side by side
+    assert is_zwitterion([1, 0, 0, -1], [(0, 1), (1, 2), (2, 3)])
+
+
+@dataclass(frozen=True)
+class _FlakySpec(LabelerSpec):
+    """A LabelerSpec whose labeler fails on conformation row 2 and rejects molecules with oxygen."""
+
+    def make(self):
+        return _FlakyLabeler()
+
+
+class _FlakyLabeler(Labeler):
+    label = "fake"
+
+    def __init__(self):
+        self.calls = 0
+
+    def level_of_theory(self):
+        return "fake harmonic labeler (tests)"
+
+    def check(self, atomic_numbers, total_charge, formal_charges=None, bonds=()):
+        if 8 in list(atomic_numbers):
+            raise LabelerRejectedError("no oxygen, please")
+
+    def single_point(self, atomic_numbers, positions, total_charge):
+        self.calls += 1
+        if self.calls == 3:
+            raise LabelerFailedError("SCF not converged (on purpose)")
+        centred = positions - positions.mean(0)
+        return float((centred ** 2).sum()), -2.0 * centred
+
+
+def test_failed_rows_are_dropped_and_rejected_molecules_listed(tmp_path):
+    smiles_file = tmp_path / "in.smi"
+    smiles_file.write_text("C methane\nO water\nCC ethane\n")
+    settings = BuildSettings(labeler=_FlakySpec("gfn2"), recipe=ConformerRecipe(conformations=5, torsion_points=0),
+                             am1bcc=False)
+    report = build_dataset(str(smiles_file), str(tmp_path / "out.h5"), settings, progress=False)
+    assert sorted(report.written) == ["ethane", "methane"]
+    assert [(f[0], f[2]) for f in report.failures] == [("water", "LabelerRejectedError")]
+    with h5py.File(tmp_path / "out.h5", "r") as handle:
+        assert handle.attrs["level_of_theory.fake"] == "fake harmonic labeler (tests)"
+        assert handle["methane/energy/fake"].shape == (4,)  # row 2 failed and was dropped
+        assert "SCF not converged (on purpose)" in handle["methane"].attrs["dropped_conformations"]
+    # a second run keeps the recorded failure without trying again, and rewrites nothing
+    before = os.stat(tmp_path / "out.h5").st_mtime_ns
+    again = build_dataset(str(smiles_file), str(tmp_path / "out.h5"), settings, progress=False)
+    assert again.computed == [] and [f[0] for f in again.failures] == ["water"]
+    assert os.stat(tmp_path / "out.h5").st_mtime_ns == before
+    retried = build_dataset(str(smiles_file), str(tmp_path / "out.h5"), settings, retry_failed=True, progress=False)
+    assert retried.computed == [] and [f[0] for f in retried.failures] == ["water"]
+    # other settings on the same parts folder are refused
+    other = BuildSettings(labeler=_FlakySpec("gfn2"), recipe=ConformerRecipe(conformations=6, torsion_points=0),
+                          am1bcc=False)
+    with pytest.raises(DatasetBuildError, match="recipe.conformations"):
+        build_dataset(str(smiles_file), str(tmp_path / "out.h5"), other, progress=False)
+
+
+def _cli(*arguments):
+    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    entry = "import sys; from grappa_like.cli import main; sys.exit(main(sys.argv[1:]))"
+    return [sys.executable, "-c", entry, "build-dataset", *arguments], environment
+
+
+@needs_tblite
+def test_interrupt_and_resume(tmp_path):
+    """SIGKILL after the first part, run again: every molecule once, the finished part untouched."""
+    smiles_file = tmp_path / "mols.smi"
+    smiles_file.write_text("C methane\nCCCCO butanol\nCCOCCOC glyme\nCC(=O)NC nma\nOCCCCCO pentanediol\n")
+    out = tmp_path / "mols.h5"
+    parts = Path(str(out) + ".parts")
+    arguments = [str(smiles_file), "-o", str(out), "--labeler", "gfn2", "--confs", "6", "--torsion-points", "6",
+                 "--max-torsions", "2", "--no-am1bcc", "--no-progress"]
+    command, environment = _cli(*arguments)
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    first = None
+    while time.monotonic() < deadline and process.poll() is None:
+        finished = sorted(parts.glob("*.h5")) if parts.exists() else []
+        if finished:
+            first = finished[0]
+            break
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert first is not None, "the builder wrote no part before the deadline"
+    assert not out.exists(), "the builder finished before it could be killed: make the molecules slower"
+    stat_before = os.stat(first)
+    n_before = len(list(parts.glob("*.h5")))
+    assert n_before < 5
+
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"{5 - n_before} to build" in result.stderr
+    stat_after = os.stat(first)
+    assert (stat_after.st_ino, stat_after.st_mtime_ns) == (stat_before.st_ino, stat_before.st_mtime_ns)
+    with h5py.File(out, "r") as handle:
+        assert sorted(handle.keys()) == ["butanol", "glyme", "methane", "nma", "pentanediol"]
+    assert sorted(p.name for p in parts.glob("*.h5")) == [f"{m}.h5" for m in
+                                                         ("butanol", "glyme", "methane", "nma", "pentanediol")]
+    assert not list(parts.glob(".*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    assert len(list(read_records(str(out), ("gfn2",)))) == 5
+
+
+def test_cli_usage_errors(tmp_path, capsys):
+    from grappa_like.cli import main
+
+    assert main(["build-dataset", str(tmp_path / "missing.smi"), "-o", str(tmp_path / "x.h5"),
+                 "--labeler", "gfn2"]) == 2
+    smiles_file = tmp_path / "in.smi"
+    smiles_file.write_text("C methane\n")
+    assert main(["build-dataset", str(smiles_file), "-o", str(tmp_path / "x.h5"), "--labeler", "ani2x"]) == 2
+    assert main(["build-dataset", str(smiles_file), "-o", str(tmp_path / "x.h5"), "--labeler", "ani2x",
+                 "--ani-dir", str(tmp_path)]) == 2
+    assert main(["build-dataset", str(smiles_file), "-o", str(tmp_path / "x.h5"), "--labeler", "gfn2",
+                 "--confs", "0"]) == 2
+    assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir(ANI_DIR), reason="shared/teachers/ani-2x not present")
+def test_ani2x_rejects_what_it_cannot_do(tmp_path):
+    pytest.importorskip("torchani")
+    smiles_file = tmp_path / "in.smi"
+    smiles_file.write_text("C methane\nCP methylphosphine\nC[NH3+] methylammonium\n")
+    settings = BuildSettings(labeler=LabelerSpec("ani2x", ani_dir=ANI_DIR),
+                             recipe=ConformerRecipe(conformations=3, torsion_points=0), am1bcc=False)
+    report = build_dataset(str(smiles_file), str(tmp_path / "ani.h5"), settings, progress=False)
+    assert report.written == ["methane"]
+    reasons = {f[0]: f[3] for f in report.failures}
+    assert "element(s) P" in reasons["methylphosphine"] and "total charge is +1" in reasons["methylammonium"]
+    [record] = read_records(str(tmp_path / "ani.h5"), ("ani2x",))
+    assert record.energies.mean() / 4.184 / 627.5094740631 == pytest.approx(-40.5, abs=0.1)  # hartree
+
+
+@needs_tblite
+@pytest.mark.skipif(not os.path.isdir(ANI_DIR), reason="shared/teachers/ani-2x not present")
+def test_gfn2_everywhere_and_ani2x_where_it_applies(tmp_path):
+    """As train-v0: every molecule has gfn2; ani2x only where ANI-2x applies, else <label>_omitted."""
+    pytest.importorskip("torchani")
+    smiles_file = tmp_path / "in.smi"
+    smiles_file.write_text("C methane\nCP methylphosphine\n")
+    settings = BuildSettings(labeler=LabelerSpec("gfn2"), extra_labelers=(LabelerSpec("ani2x", ani_dir=ANI_DIR),),
+                             recipe=ConformerRecipe(conformations=3, torsion_points=0), am1bcc=False)
+    report = build_dataset(str(smiles_file), str(tmp_path / "both.h5"), settings, progress=False)
+    assert sorted(report.written) == ["methane", "methylphosphine"] and not report.failures
+    with h5py.File(tmp_path / "both.h5", "r") as handle:
+        assert {"level_of_theory.gfn2", "level_of_theory.ani2x"} <= set(handle.attrs)
+        assert sorted(handle["methane/energy"]) == ["ani2x", "gfn2"]
+        assert sorted(handle["methylphosphine/energy"]) == ["gfn2"]
+        assert "element(s) P" in handle["methylphosphine"].attrs["ani2x_omitted"]
+    labels = {r.mol_id: r.label for r in read_records(str(tmp_path / "both.h5"))}
+    assert labels == {"methane": "ani2x", "methylphosphine": "gfn2"}
+
+
+def test_pyscf_smoke(tmp_path):
+    """DFT at a tiny basis on water through the builder; forces checked by a finite difference."""
+    pytest.importorskip("pyscf")
+    from grappa_like.labelers import PySCFLabeler
+
+    try:
+        import pyscf.dispersion  # noqa: F401
+        method = "b3lyp-d3bj/sto-3g"
+    except ImportError:
+        method = "b3lyp/sto-3g"
+    smiles_file = tmp_path / "in.smi"
+    smiles_file.write_text("O water\n")
+    settings = BuildSettings(labeler=LabelerSpec("pyscf", pyscf_method=method),
+                             recipe=ConformerRecipe(conformations=2, torsion_points=0), am1bcc=False)
+    report = build_dataset(str(smiles_file), str(tmp_path / "dft.h5"), settings, progress=False)
+    assert report.written == ["water"] and not report.failures
+    with h5py.File(tmp_path / "dft.h5", "r") as handle:
+        assert "sto-3g" in handle.attrs["level_of_theory.dft"] and "pyscf" in handle.attrs["level_of_theory.dft"]
+        positions = handle["water/conformations"][1].astype(np.float64)
+        forces = handle["water/forces/dft"][1].astype(np.float64)
+        energies = handle["water/energy/dft"][:]
+    assert energies.mean() / 627.5094740631 == pytest.approx(-75.3, abs=0.1)  # B3LYP/STO-3G water, hartree
+    labeler = PySCFLabeler(method)
+    numbers = np.array([8, 1, 1])
+    step = 2e-3
+    plus, minus = positions.copy(), positions.copy()
+    plus[1, 1] += step
+    minus[1, 1] -= step
+    derivative = (labeler.single_point(numbers, plus, 0)[0] - labeler.single_point(numbers, minus, 0)[0]) / (2 * step)
+    assert -derivative == pytest.approx(forces[1, 1], abs=0.05 + 0.01 * abs(derivative))
+
+
+def test_build_molecule_records_stereo_choice():
+    labeler = _FlakyLabeler()
+    labeler.calls = -100  # no failure in this test
+    task = MoleculeTask("x", "x", mapped_smiles(_mol("CC(F)Cl")))
+    group = build_molecule(task, BuildSettings(labeler=_FlakySpec("gfn2"), recipe=ConformerRecipe(
+        conformations=2, torsion_points=0), am1bcc=False), labeler)
+    assert "stereo_note" in group["attrs"] and "@" in group["attrs"]["smiles"]
+    with pytest.raises(errors.MoleculeInputError):
+        build_molecule(MoleculeTask("y", "y", "[SiH4]"), BuildSettings(labeler=_FlakySpec("gfn2")), labeler)
+
+
+@needs_tblite
+def test_md_on_the_labeler_surface(tmp_path):
+    smiles_file = tmp_path / "in.smi"
+    smiles_file.write_text("O water\n")
+    recipe = ConformerRecipe(conformations=3, torsion_points=0, md_surface="labeler")
+    settings = BuildSettings(labeler=LabelerSpec("gfn2"), recipe=recipe, am1bcc=False)
+    report = build_dataset(str(smiles_file), str(tmp_path / "md.h5"), settings, progress=False)
+    assert report.written == ["water"]
+    with h5py.File(tmp_path / "md.h5", "r") as handle:
+        assert handle["water"].attrs["conformation_kinds"] == "min,md150,md350"
+        assert '"md_surface": "labeler"' in handle.attrs["builder"]
+
+
+@needs_tblite
+def test_parallel_workers_give_the_same_file(tmp_path):
+    smiles_file = tmp_path / "in.smi"
+    smiles_file.write_text(MOLECULES)
+    settings = BuildSettings(labeler=LabelerSpec("gfn2"), recipe=SMALL, am1bcc=False)
+    serial = build_dataset(str(smiles_file), str(tmp_path / "serial.h5"), settings, progress=False)
+    parallel = build_dataset(str(smiles_file), str(tmp_path / "parallel.h5"), settings, workers=2, progress=False)
+    assert sorted(serial.written) == sorted(parallel.written) == ["ethanol", "methane", "water"]
+    assert [f[0] for f in parallel.failures] == ["silane"]
+    with h5py.File(tmp_path / "serial.h5", "r") as one, h5py.File(tmp_path / "parallel.h5", "r") as two:
+        for mol_id in serial.written:  # seeds depend on the molecule, not on the worker or the order
+            np.testing.assert_array_equal(one[mol_id]["conformations"][:], two[mol_id]["conformations"][:])
+            np.testing.assert_allclose(one[mol_id]["energy/gfn2"][:], two[mol_id]["energy/gfn2"][:], rtol=1e-10)
