@@ -72,6 +72,7 @@ def run_benchmarks(model, benchmark_dir: str, output_dir: str, training_files=()
         plot = os.path.join(output_dir, f"parity_{file_name.split('.')[0]}.png")
         parity_plot(points, methods, plot, title=file_name)
         sections.append(f"### {file_name}\n\n" + markdown_table(result["groups"], methods)
+                        + per_molecule_table(result, methods)
                         + f"\nOverlap with training data (canonical SMILES): {', '.join(overlap) or 'none'}.  "
                         + f"Parity plot: `{os.path.basename(plot)}`\n")
         if any(r.mol_id == "acac_dihedral" for r in records):
@@ -100,6 +101,27 @@ def summary_table(results: dict) -> str:
                 _fmt(ours["force_rmse"]), _fmt(theirs["force_rmse"]), _ratio(ours["force_rmse"], theirs["force_rmse"]),
                 _fmt(ours["energy_rmse"]), _fmt(theirs["energy_rmse"]), _ratio(ours["energy_rmse"], theirs["energy_rmse"]),
             ]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def per_molecule_table(result: dict, methods, max_molecules: int = 30) -> str:
+    """Per-molecule force/energy RMSE of each method, for sets of a few named molecules ('' otherwise)."""
+    rows = {}
+    for group_results in result["per_molecule"].values():
+        for method, entries in group_results.items():
+            for entry in entries:
+                rows.setdefault(entry["mol_id"], {})[method] = entry
+    if not 1 < len(rows) <= max_molecules:
+        return ""
+    methods = [m for m in methods if any(m in r for r in rows.values())]
+    lines = ["", "| molecule | " + " | ".join(f"{m} F | {m} E" for m in methods) + " |",
+             "|---|" + "---|---|" * len(methods)]
+    for mol_id, entries in rows.items():
+        cells = []
+        for method in methods:
+            entry = entries.get(method)
+            cells += [_fmt(entry and entry["force_rmse"]), _fmt(entry and entry["energy_rmse"])]
+        lines.append(f"| {mol_id} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
