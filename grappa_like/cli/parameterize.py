@@ -58,6 +58,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model", default=None, help="model file (default: the shipped models/grappa-like-v1.pt)")
     parser.add_argument("--max-atoms", type=_positive_int, default=None,
                         help="largest molecule accepted, hydrogens included (default 1000 atoms)")
+    parser.add_argument("--forcefield", nargs="+", default=None, metavar="XML",
+                        help="re-parameterize mode: build the System of the PDB input with these OpenMM force "
+                             "fields (e.g. amber14-all.xml amber14/tip3p.xml), ligands given as SDF/MOL2 inputs "
+                             "through grappa_like's template generator, then replace the bonded terms of every "
+                             "molecule except water and ions by the model's; nonbonded terms stay the force field's")
+    parser.add_argument("--constraints", choices=["none", "hbonds"], default="hbonds",
+                        help="re-parameterize mode: constraints of the System (default hbonds)")
     parser.add_argument("--total-charge", type=int, default=None,
                         help="expected total charge (e) of every molecule; a record whose formal charges add up "
                              "to something else fails with ChargeMismatchError")
@@ -124,6 +131,37 @@ def _write_utf8(path: str, lines: list[str]) -> None:
         handle.write("\n".join(lines) + "\n")
 
 
+def run_reparameterize(args, model) -> int:
+    """Re-parameterize mode: one PDB (protein, complex, solvated or not) -> one System XML."""
+    import openmm
+    from openmm import app
+
+    from grappa_like.openmm import TemplateGenerator, reparameterize_system
+
+    structures = [path for path in args.inputs if path.lower().endswith(".pdb")]
+    ligands = [path for path in args.inputs if not path.lower().endswith(".pdb")]
+    if len(structures) != 1:
+        log.error("error: re-parameterize mode (--forcefield) needs exactly one PDB input")
+        return 2
+    try:
+        pdb = app.PDBFile(structures[0])
+        forcefield = app.ForceField(*args.forcefield)
+        if ligands or args.smiles:
+            generator = TemplateGenerator(molecules=ligands + list(args.smiles), model=model)
+            forcefield.registerTemplateGenerator(generator.generator)
+        periodic = pdb.topology.getPeriodicBoxVectors() is not None
+        system = forcefield.createSystem(
+            pdb.topology, nonbondedMethod=app.PME if periodic else app.NoCutoff,
+            constraints=app.HBonds if args.constraints == "hbonds" else None)
+        system = reparameterize_system(system, pdb.topology, model=model)
+        atomic_write_text(args.output, openmm.XmlSerializer.serialize(system))
+    except Exception as error:  # one line naming the input and the reason
+        log.error(f"failed: {structures[0]}: {type(error).__name__}: {_one_line(error)}")
+        return 2
+    log.info(f"re-parameterized {system.getNumParticles()} particles -> {args.output}")
+    return 0
+
+
 def run(args) -> int:
     from grappa_like.api import parameterize
     from grappa_like.cli.common import load_model_or_report
@@ -132,6 +170,9 @@ def run(args) -> int:
     if not args.inputs and not args.smiles:
         log.error("error: give at least one INPUT file or --smiles")
         return 2
+    if args.forcefield:
+        model = load_model_or_report(args.model, log)
+        return 2 if model is None else run_reparameterize(args, model)
     try:
         records = collect_records(args.inputs, args.smiles, args.max_atoms or DEFAULT_MAX_ATOMS)
     except errors.MoleculeInputError as error:
