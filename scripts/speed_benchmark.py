@@ -5,8 +5,8 @@ Prints a Markdown table (median of repeats after a warm-up) and writes it to --o
      ~50-heavy-atom molecule: grappa_like (model loaded once, excluded) vs antechamber -c bcc
      -at gaff2 + parmchk2 + tleap (one run each: minutes);
   2. batch throughput (molecules/s) of grappa_like.parameterize on N drug-like molecules from the
-     validation split of the training data (model loading reported separately);
-  3. MD speed (ns/day) of our System vs the GAFF2 System of the same molecule, same platform.
+     drug-like molecules of the training data file (model loading reported separately);
+MD speed is measured by scripts/md_speed_benchmark.py.
 
 Usage: OMP_NUM_THREADS=2 python scripts/speed_benchmark.py [--model PATH] [--skip-amber] [--output docs/performance-table.md]
 """
@@ -19,9 +19,6 @@ import platform
 import statistics
 import time
 
-import numpy as np
-import openmm
-from openmm import unit
 from rdkit import Chem
 
 import grappa_like
@@ -46,40 +43,23 @@ def median_time(function, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def md_ns_per_day(system: openmm.System, positions_nm, steps: int, platform_name: str) -> float:
-    """ns/day of Langevin MD (1 fs steps, no constraints, NoCutoff) measured after minimisation and a warm-up."""
-    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.001 * unit.picoseconds)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform_name))
-    context.setPositions(positions_nm)
-    openmm.LocalEnergyMinimizer.minimize(context, maxIterations=200)
-    integrator.step(200)
-    start = time.perf_counter()
-    integrator.step(steps)
-    context.getState(getEnergy=True)
-    elapsed = time.perf_counter() - start
-    return steps * 0.001 / 1000 / elapsed * 86400  # ns simulated per day
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
     parser.add_argument("--skip-amber", action="store_true", help="skip the AmberTools route (minutes per molecule)")
     parser.add_argument("--batch", type=int, default=1000, help="molecules for the throughput test")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--md-steps", type=int, default=20000)
-    parser.add_argument("--platform", default="CPU")
     parser.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "train-v0.h5"))
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
 
     lines = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-             f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, OpenMM platform {args.platform}", ""]
+             f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}", ""]
     start = time.perf_counter()
     model = grappa_like.load_model(args.model)
     lines.append(f"Model loading: {time.perf_counter() - start:.2f} s (once per process, excluded below)\n")
 
     lines += ["| molecule | atoms | grappa_like (s) | AmberTools GAFF2 + AM1-BCC (s) | speed-up |", "|---|---|---|---|---|"]
-    systems = {}
     for name, smiles in MOLECULES.items():
         molecule = from_smiles(smiles, name)
         ours = median_time(lambda: grappa_like.parameterize([molecule], model=model, progress=False)[0].to_openmm(),
@@ -95,7 +75,7 @@ def main() -> None:
                 conformer.SetAtomPosition(index, xyz.tolist())
             rdmol.AddConformer(conformer)
             start = time.perf_counter()
-            systems[name] = baselines.gaff2_am1bcc_system(rdmol, name=name)
+            baselines.gaff2_am1bcc_system(rdmol, name=name)
             amber = time.perf_counter() - start
         cells = [name, str(molecule.n_atoms), f"{ours:.4f}", "–" if amber is None else f"{amber:.1f}",
                  "–" if amber is None else f"{amber / ours:,.0f}×"]
@@ -113,15 +93,6 @@ def main() -> None:
     lines += ["", f"Batch: {len(systems_built)} drug-like molecules (SMILES graph -> OpenMM System) in {elapsed:.2f} s: "
               f"**{len(systems_built) / elapsed:.0f} molecules/s**", ""]
 
-    if systems:
-        lines += ["| molecule | MD grappa_like (ns/day) | MD GAFF2 (ns/day) | ratio |", "|---|---|---|---|"]
-        for name, gaff_system in systems.items():
-            molecule = from_smiles(MOLECULES[name], name)
-            positions = molecule.conformer_positions() / 10.0
-            ours_system = grappa_like.parameterize([molecule], model=model, progress=False)[0].to_openmm()
-            ours_speed = md_ns_per_day(ours_system, positions, args.md_steps, args.platform)
-            gaff_speed = md_ns_per_day(gaff_system, positions, args.md_steps, args.platform)
-            lines.append(f"| {name} | {ours_speed:.0f} | {gaff_speed:.0f} | {ours_speed / gaff_speed:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.output:
