@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
         "evaluate", help="errors of a model (and of GAFF2 + AM1-BCC) against QM data",
         description="Energy RMSE (mean-centred per molecule, kcal/mol) and force-component RMSE (kcal/mol/Å) "
                     "of a model on QM HDF5 files, per subset and label, next to GAFF2 + AM1-BCC (AmberTools) "
-                    "computed on exactly the same conformations. Writes a Markdown table and a JSON file.")
+                    "computed on exactly the same conformations. Writes a Markdown table, a JSON file and a force parity plot (PNG).")
     parser.add_argument("--model", default=None, help="model file (default: the shipped model)")
     parser.add_argument("--data", nargs="+", required=True, metavar="FILE[:LABELS[:WEIGHT]]",
                         help="QM data files (grappa_like-qm-v1 HDF5, SPICE HDF5, Grappa npz), each optionally with "
@@ -28,13 +28,14 @@ def add_parser(subparsers) -> None:
                         help="comma-separated: gaff2 (GAFF2 + AM1-BCC via AmberTools), ff14sb (amber14-all.xml, "
                              "needs a pdb attribute), label:<name> (a label stored in the file); '' for none")
     parser.add_argument("--cache-dir", default=None, help="cache for AmberTools results (full AM1-BCC route)")
-    parser.add_argument("-o", "--output", required=True, help="output prefix: writes PREFIX.md and PREFIX.json")
+    parser.add_argument("-o", "--output", required=True, help="output prefix: writes PREFIX.md, PREFIX.json and PREFIX_parity.png")
 
 
 def run(args) -> int:
     from grappa_like import errors
     from grappa_like.cli.common import load_model_or_report
     from grappa_like.data import parse_data_spec, read_data
+    from grappa_like.benchmarks import parity_plot
     from grappa_like.evaluation import baseline_predictors, evaluate_records, markdown_table
 
     model = load_model_or_report(args.model, log)
@@ -52,7 +53,8 @@ def run(args) -> int:
         log.error("error: no molecules to evaluate")
         return 2
     baselines = baseline_predictors([name for name in args.baselines.split(",") if name], args.cache_dir)
-    results = evaluate_records(records, model, baselines, progress=sys.stderr.isatty(),
+    points: dict = {}
+    results = evaluate_records(records, model, baselines, progress=sys.stderr.isatty(), parity_points=points,
                                on_error=lambda mol_id, method, error: log.warning(f"{method} failed on {mol_id}: {error}"))
     results["model"] = {"path": os.path.abspath(model.path or ""), "sha256": model.checksum}
     results["data"] = [os.path.abspath(spec.path) for spec in specs]
@@ -66,6 +68,8 @@ def run(args) -> int:
         handle.write("\n".join(lines))
     with open(args.output + ".json", "w") as handle:
         json.dump(results, handle, indent=1)
+    parity_plot(points, ("grappa_like", *baselines), args.output + "_parity.png",
+                title=", ".join(os.path.basename(spec.path) for spec in specs))
     print("\n".join(lines))
     return 1 if results["failures"] else 0
 
