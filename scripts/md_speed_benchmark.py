@@ -21,6 +21,7 @@ from openmm import app, unit
 from rdkit import Chem
 
 import grappa_like
+from harness import publish
 from grappa_like import baselines
 from grappa_like.export import openmm_topology
 from grappa_like.molecule import from_smiles
@@ -115,11 +116,7 @@ def main() -> None:
             a, b = statistics.median(speeds["ours"]), statistics.median(speeds["gaff"])
             lines.append(f"| {name} | {label} | {n_atoms} | {a:.0f} | {b:.0f} | {a / b:.2f} |")
             print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.output:
-        with open(args.output, "w") as handle:
-            handle.write(text)
+    publish(lines, args.output)
 
 
 if __name__ == "__main__":

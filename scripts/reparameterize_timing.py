@@ -9,26 +9,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 from openmm import app, unit
 from rdkit import Chem
 
 import grappa_like
+from harness import median_seconds, publish
 from grappa_like.openmm import TemplateGenerator, reparameterize_system
 
 PROTEINS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "benchmarks", "proteins")
 
 
-def median_seconds(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def benzene_complex_in_water():
@@ -75,7 +66,7 @@ def main() -> None:
         solvent = sum(len(list(r.atoms())) for r in topology.residues() if r.name in ("HOH", "CL", "NA"))
         rows.append(f"| {name} | {topology.getNumAtoms()} | {topology.getNumAtoms() - solvent} | {baseline:.2f} | "
                     f"{ours:.2f} | {ours / baseline:.2f} |")
-    print("\n".join(rows))
+    publish(rows, None)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
 
 from rdkit import Chem
 
 import grappa_like
+from harness import median_seconds, publish
 from grappa_like.molecule import from_smiles
 
 MOLECULES = {
@@ -32,15 +32,6 @@ MOLECULES = {
 }
 
 
-def median_time(function, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -62,7 +53,7 @@ def main() -> None:
     lines += ["| molecule | atoms | grappa_like (s) | AmberTools GAFF2 + AM1-BCC (s) | speed-up |", "|---|---|---|---|---|"]
     for name, smiles in MOLECULES.items():
         molecule = from_smiles(smiles, name)
-        ours = median_time(lambda: grappa_like.parameterize([molecule], model=model, progress=False)[0].to_openmm(),
+        ours = median_seconds(lambda: grappa_like.parameterize([molecule], model=model, progress=False)[0].to_openmm(),
                            args.repeats)
         amber = None
         if not args.skip_amber:
@@ -93,11 +84,7 @@ def main() -> None:
     lines += ["", f"Batch: {len(systems_built)} drug-like molecules (SMILES graph -> OpenMM System) in {elapsed:.2f} s: "
               f"**{len(systems_built) / elapsed:.0f} molecules/s**", ""]
 
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.output:
-        with open(args.output, "w") as handle:
-            handle.write(text)
+    publish(lines, args.output)
 
 
 if __name__ == "__main__":
