@@ -14,18 +14,17 @@ import os
 import statistics
 import time
 
-import numpy as np
 import openmm
 import parmed
 from openmm import app, unit
 from rdkit import Chem
 
 import grappa_like
-from harness import publish
 from grappa_like import baselines
 from grappa_like.export import openmm_topology
 from grappa_like.molecule import from_smiles
 from grappa_like.openmm import TemplateGenerator
+from harness import publish
 
 MOLECULES = {
     "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
