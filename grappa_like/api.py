@@ -1,4 +1,4 @@
-"""Python API: load a model, parameterize molecules (batched GNN inference), build OpenMM Systems."""
+"""Python API: load a model, parameterize molecules (GNN once per molecule, deterministic), build OpenMM Systems."""
 
 from __future__ import annotations
 
