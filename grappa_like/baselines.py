@@ -92,13 +92,18 @@ def gaff2_am1bcc_charges_and_types(
     name: str = "mol",
     workdir: str | os.PathLike | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    optimize_geometry: bool = True,
 ) -> tuple[np.ndarray, list[str]]:
-    """Run antechamber (AM1-BCC, GAFF2 types) on an RDKit mol with explicit H and a conformer (Å); return (charges in e, shape (n_atoms,); GAFF2 types), in RDKit atom order."""
+    """Run antechamber (AM1-BCC, GAFF2 types) on an RDKit mol with explicit H and a conformer (Å); return (charges in e, shape (n_atoms,); GAFF2 types), in RDKit atom order.
+
+    ``optimize_geometry=False`` runs AM1 as a single point at the given conformer (sqm maxcyc=0),
+    as train-v0 did: 10-100× faster, charges within ~0.1 e of the default route.
+    """
     _require_tools(("antechamber", "sqm"))
     if total_charge is None:
         total_charge = Chem.GetFormalCharge(mol)
     with _working_directory(workdir) as directory:
-        return _run_antechamber(mol, total_charge, name, directory, timeout_s)
+        return _run_antechamber(mol, total_charge, name, directory, timeout_s, optimize_geometry)
 
 
 def gaff2_am1bcc_system(
@@ -256,7 +261,7 @@ def _run_tool(
 
 
 def _run_antechamber(
-    mol: Chem.Mol, total_charge: int, name: str, directory: Path, timeout_s: float
+    mol: Chem.Mol, total_charge: int, name: str, directory: Path, timeout_s: float, optimize_geometry: bool = True
 ) -> tuple[np.ndarray, list[str]]:
     """Run antechamber -c bcc -at gaff2 in `directory`; return (charges in e, GAFF2 types) in RDKit atom order."""
     input_mol2 = directory / "antechamber_input.mol2"
@@ -269,6 +274,8 @@ def _run_antechamber(
         "-c", "bcc", "-at", "gaff2", "-nc", str(int(total_charge)),
         "-pf", "y", "-an", "n",
     ]
+    if not optimize_geometry:
+        arguments += ["-ek", "qm_theory='AM1', maxcyc=0"]
     _run_tool("antechamber", arguments, directory, name, output_mol2, timeout_s, extra_log=directory / "sqm.out")
     atoms = _read_mol2_atoms(output_mol2)
     if [atom_name for atom_name, _, _ in atoms] != _atom_names(mol):

@@ -470,7 +470,8 @@ def build_molecule(task: MoleculeTask, settings: BuildSettings, labelers) -> dic
 
 def _add_am1bcc(group: dict, mol: Chem.Mol, positions: np.ndarray, total_charge: int, task: MoleculeTask,
                 settings: BuildSettings) -> None:
-    """AM1-BCC charges and GAFF2 types (antechamber) at the lowest MMFF minimum, or a note why they are absent."""
+    """AM1-BCC charges and GAFF2 types (antechamber, single-point AM1 as in train-v0) at the lowest MMFF
+    minimum, or a note why they are absent."""
     from grappa_like.baselines import AmberToolsError, AmberToolsNotFoundError, gaff2_am1bcc_charges_and_types
 
     with_conformer = Chem.Mol(mol)
@@ -481,7 +482,7 @@ def _add_am1bcc(group: dict, mol: Chem.Mol, positions: np.ndarray, total_charge:
     with_conformer.AddConformer(conformer, assignId=True)
     try:
         charges, types = gaff2_am1bcc_charges_and_types(with_conformer, total_charge, task.mol_id,
-                                                        timeout_s=settings.am1bcc_timeout_s)
+                                                        timeout_s=settings.am1bcc_timeout_s, optimize_geometry=False)
     except AmberToolsNotFoundError as error:
         group["attrs"]["am1bcc_omitted"] = f"AmberTools not installed ({error})"
         return

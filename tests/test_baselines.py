@@ -141,3 +141,12 @@ def test_missing_tool_raises_not_found(monkeypatch):
     monkeypatch.setattr(baselines.shutil, "which", lambda *args, **kwargs: None)
     with pytest.raises(baselines.AmberToolsNotFoundError, match="grappa_like\\[data\\]"):
         baselines.find_ambertools_executable("antechamber")
+
+
+def test_single_point_am1bcc_is_close_to_the_optimized_route(ethanol):
+    optimized, types_optimized = baselines.gaff2_am1bcc_charges_and_types(ethanol, name="ethanol")
+    single_point, types_single = baselines.gaff2_am1bcc_charges_and_types(ethanol, name="ethanol",
+                                                                         optimize_geometry=False)
+    assert types_single == types_optimized
+    assert abs(single_point.sum()) < 1e-3
+    assert np.abs(single_point - optimized).max() < 0.15
