@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 
 from grappa_like import errors
-from grappa_like.fileio import atomic_write, atomic_write_text
+from grappa_like.fileio import UniqueNamer, atomic_write, atomic_write_text
 
 EXTENSIONS = {"openmm": ".xml", "ffxml": ".ffxml", "gromacs": ".top", "amber": ".prmtop"}
-MAX_FILE_NAME_LENGTH = 100
 log = logging.getLogger("grappa_like.parameterize")
 
 
@@ -68,6 +66,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--total-charge", type=int, default=None,
                         help="expected total charge (e) of every molecule; a record whose formal charges add up "
                              "to something else fails with ChargeMismatchError")
+    parser.add_argument("--library", action="store_true",
+                        help="library mode for one large .smi/.sdf/.sdf.gz: stream the records, write "
+                             "OUT/<shard>/<name>.<ext> (shard: first 2 hex characters of sha256(name)) and "
+                             "OUT/manifest.tsv as each record is done; rerunning the same command resumes "
+                             "after a kill (see docs/library.md)")
+    parser.add_argument("--batch-size", type=_positive_int, default=64,
+                        help="library mode: records parameterized per batch (default 64)")
 
 
 def collect_records(inputs: list[str], smiles: list[str], max_atoms: int):
@@ -99,18 +104,8 @@ def collect_records(inputs: list[str], smiles: list[str], max_atoms: int):
 
 def unique_file_names(names: list[str]) -> list[str]:
     """File-system-safe, unique names; duplicates get a suffix _2, _3, ... in input order."""
-    seen: dict[str, int] = {}
-    result = []
-    for name in names:
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._-")[:MAX_FILE_NAME_LENGTH].strip("._-") or "mol"
-        candidate = safe
-        while candidate.lower() in seen:
-            seen[safe.lower()] += 1
-            candidate = f"{safe}_{seen[safe.lower()]}"
-        seen.setdefault(safe.lower(), 1)
-        seen.setdefault(candidate.lower(), 1)
-        result.append(candidate)
-    return result
+    namer = UniqueNamer()
+    return [namer(name) for name in names]
 
 
 def write_result(result, output_format: str, path: str) -> None:
@@ -162,6 +157,29 @@ def run_reparameterize(args, model) -> int:
     return 0
 
 
+def run_library(args) -> int:
+    """Library mode: one streamed input file -> sharded output folder with a resumable manifest."""
+    from grappa_like.cli.common import load_model_or_report
+    from grappa_like.library import parameterize_library
+
+    if len(args.inputs) != 1 or args.smiles or not args.inputs[0].lower().endswith((".smi", ".sdf", ".sdf.gz")):
+        log.error("error: --library needs exactly one .smi, .sdf or .sdf.gz input (and no --smiles)")
+        return 2
+    model = load_model_or_report(args.model, log)
+    if model is None:
+        return 2
+    try:
+        summary = parameterize_library(
+            args.inputs[0], args.output, model=model, output_format=args.format, batch_size=args.batch_size,
+            progress=True, max_atoms=args.max_atoms, total_charge=args.total_charge, log=log)
+    except (errors.GrappaLikeError, OSError) as error:
+        log.error(f"error: {type(error).__name__}: {_one_line(error)}")
+        return 2
+    if summary["ok_total"] == 0:
+        return 2
+    return 1 if summary["failed_total"] else 0
+
+
 def run(args) -> int:
     from grappa_like.api import parameterize
     from grappa_like.cli.common import load_model_or_report
@@ -173,6 +191,8 @@ def run(args) -> int:
     if args.forcefield:
         model = load_model_or_report(args.model, log)
         return 2 if model is None else run_reparameterize(args, model)
+    if args.library:
+        return run_library(args)
     try:
         records = collect_records(args.inputs, args.smiles, args.max_atoms or DEFAULT_MAX_ATOMS)
     except errors.MoleculeInputError as error:
