@@ -575,7 +575,6 @@ class BuildReport:
     computed: list[str] = field(default_factory=list)   # built in this run (the rest came from parts)
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     failures_path: str | None = None
-    assembled: bool = False
 
 
 class _PartsFolder:
@@ -791,7 +790,6 @@ def build_dataset(input_path: str, out_path: str, settings: BuildSettings, worke
         if report.computed or not _up_to_date(out_path, finished, attrs):
             assemble(out_path, finished, attrs)
         report.written = [mol_id for mol_id, _ in finished]
-        report.assembled = True
     return report
 
 
