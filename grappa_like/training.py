@@ -13,6 +13,7 @@ import os
 import random
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch_geometric.data import Batch
 
@@ -43,6 +44,7 @@ class TrainingConfig:
     patience: int = 20
     validation_fraction: float = 0.1
     seed: int = 20261125
+    train_fraction: float = 1.0   # < 1: a seeded subset of the training molecules (learning curves)
     model: dict = field(default_factory=dict)
 
 
@@ -175,6 +177,10 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
         weighted = sorted(weighted, key=lambda pair: pair[0].mol_id)[:max_molecules]
     train_ids, validation_ids = split_by_molecule([r.mol_id for r, _ in weighted], config.validation_fraction, config.seed)
     validation_set = set(validation_ids)
+    if config.train_fraction < 1.0:  # the validation split stays the same; only training molecules are dropped
+        kept = np.random.default_rng(config.seed).permutation(len(train_ids))[:round(config.train_fraction * len(train_ids))]
+        kept_ids = validation_set | {train_ids[i] for i in kept}
+        weighted = [(record, weight) for record, weight in weighted if record.mol_id in kept_ids]
     examples = [prepare(r, lj_table, w) for r, w in tqdm(weighted, desc="prepare", disable=not progress)]
     train_examples = [e for e in examples if e.record.mol_id not in validation_set]
     validation_examples = [e for e in examples if e.record.mol_id in validation_set]

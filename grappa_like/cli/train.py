@@ -23,6 +23,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", required=True, help="model file to write, e.g. models/my-model.pt")
     parser.add_argument("--epochs", type=int, default=90, help="epochs; the learning rate follows a cosine schedule over them (default 90)")
     parser.add_argument("--patience", type=int, default=20, help="early stopping: epochs without improvement (20)")
+    parser.add_argument("--train-fraction", type=float, default=1.0,
+                        help="train on a seeded fraction of the training molecules; the validation split is "
+                             "unchanged (for learning curves; default 1.0)")
     parser.add_argument("--batch-molecules", type=int, default=16, help="molecules per optimizer step (16)")
     parser.add_argument("--learning-rate", type=float, default=5e-4, help="peak learning rate (5e-4)")
     parser.add_argument("--labels", default="ani2x,gfn2",
@@ -50,7 +53,8 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = TrainingConfig(epochs=args.epochs, patience=args.patience, batch_molecules=args.batch_molecules,
-                            learning_rate=args.learning_rate, model=json.loads(args.model_config))
+                            learning_rate=args.learning_rate, train_fraction=args.train_fraction,
+                            model=json.loads(args.model_config))
     try:
         state = train(specs, args.out, read_gaff2_lj_table(args.gaff2_dat), config,
                       label_preference=tuple(args.labels.split(",")), max_molecules=args.max_molecules,
