@@ -72,3 +72,20 @@ def test_short_training_writes_model_and_resumes(tmp_path):
     state = train([TRAIN_FILE], out, read_gaff2_lj_table(), config, max_molecules=8, progress=False, log=logs.append)
     assert any("resumed" in line for line in logs)
     assert [entry["epoch"] for entry in state["history"]] == [1, 2, 3]
+
+
+@needs_data
+@pytest.mark.skipif(not _has_gaff2(), reason="AmberTools' gaff2.dat not installed")
+def test_train_fraction_keeps_the_validation_split(tmp_path):
+    small = {"width": 16, "n_layers": 1, "head_hidden": 16, "attention_heads": 2}
+    logs = {}
+    payloads = {}
+    for fraction in (1.0, 0.5):
+        out = str(tmp_path / f"f{fraction}.pt")
+        config = TrainingConfig(epochs=1, batch_molecules=4, validation_fraction=0.25, train_fraction=fraction,
+                                model=small)
+        lines = []
+        train([TRAIN_FILE], out, read_gaff2_lj_table(), config, max_molecules=12, progress=False, log=lines.append)
+        logs[fraction], payloads[fraction] = lines[0], model_file.load(out)
+    assert payloads[0.5]["validation_molecules"] == payloads[1.0]["validation_molecules"]
+    assert logs[1.0].startswith("9 training") and logs[0.5].startswith("4 training")
