@@ -125,15 +125,33 @@ class Resonance:
     @staticmethod
     def _charged_conjugated_systems(mol: Chem.Mol):
         """Yield (fragment Mol, original atom index of each fragment atom) per conjugated system with a
-        formal charge; fragment atoms beyond the molecule's atoms are dummies where bonds were cut."""
+        formal charge, cut out at its non-conjugated bonds; fragment atoms beyond the molecule's atoms
+        are dummies where bonds were cut. Only these systems are cut out, so a protein costs little."""
         if not any(atom.GetFormalCharge() for atom in mol.GetAtoms()):
             return
-        cut = [bond.GetIdx() for bond in mol.GetBonds() if not bond.GetIsConjugated()]
+        system_of = list(range(mol.GetNumAtoms()))  # union-find over conjugated bonds
+
+        def root(index):
+            while system_of[index] != index:
+                system_of[index] = system_of[system_of[index]]
+                index = system_of[index]
+            return index
+
+        for bond in mol.GetBonds():
+            if bond.GetIsConjugated():
+                system_of[root(bond.GetBeginAtomIdx())] = root(bond.GetEndAtomIdx())
+        in_conjugated_bond = {a for b in mol.GetBonds() if b.GetIsConjugated() for a in (b.GetBeginAtomIdx(), b.GetEndAtomIdx())}
+        charged_systems = {root(a.GetIdx()) for a in mol.GetAtoms() if a.GetFormalCharge() and a.GetIdx() in in_conjugated_bond}
+        selected = {index for index in in_conjugated_bond if root(index) in charged_systems}
+        if not selected:
+            return
+        cut = [bond.GetIdx() for bond in mol.GetBonds() if not bond.GetIsConjugated()
+               and (bond.GetBeginAtomIdx() in selected or bond.GetEndAtomIdx() in selected)]
         pieces = Chem.FragmentOnBonds(mol, cut, addDummies=True) if cut else Chem.Mol(mol)
         atom_maps: list = []
         fragments = Chem.GetMolFrags(pieces, asMols=True, sanitizeFrags=False, fragsMolAtomMapping=atom_maps)
         for fragment, atom_indices in zip(fragments, atom_maps):
-            if fragment.GetNumBonds() and any(atom.GetFormalCharge() for atom in fragment.GetAtoms()):
+            if any(index in selected for index in atom_indices):
                 fragment.UpdatePropertyCache(strict=False)
                 yield fragment, atom_indices
 
