@@ -19,8 +19,8 @@ from grappa_like.data import read_records
 from grappa_like.evaluation import (
     baseline_predictors, evaluate_records, markdown_table, parameters_energies_forces, pooled,
 )
+from grappa_like.units import KJ_TO_KCAL
 
-KJ_TO_KCAL = 1.0 / 4.184
 
 # file -> baselines computed here (plus labels stored in the file)
 BENCHMARK_SETS = {

@@ -28,6 +28,7 @@ import numpy as np
 
 from grappa_like import errors
 from grappa_like.molecule import Molecule, from_smiles
+from grappa_like.units import ANGSTROM_TO_NM, BOHR_TO_NM, HARTREE_TO_KJ, KCAL_TO_KJ
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,6 @@ SPICE_FORMAT = "spice"
 GRAPPA_NPZ_FORMAT = "grappa-npz"
 SPICE_LABEL = "dft"
 GRAPPA_LABEL = "qm"
-KCAL_TO_KJ = 4.184
-ANGSTROM_TO_NM = 0.1
-HARTREE_TO_KJ = 2625.4996394798254
-BOHR_TO_NM = 0.0529177210903
 DEFAULT_LABEL_PREFERENCE = ("ani2x", "gfn2")
 
 

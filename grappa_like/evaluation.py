@@ -16,9 +16,8 @@ import torch
 
 from grappa_like.data import QMRecord
 from grappa_like.energy import energy_and_forces, parameters_energy
+from grappa_like.units import KJ_PER_NM_TO_KCAL_PER_ANGSTROM, KJ_TO_KCAL
 
-KJ_TO_KCAL = 1.0 / 4.184
-KJ_PER_NM_TO_KCAL_PER_ANGSTROM = 1.0 / 41.84
 
 
 def openmm_energies_forces(system: openmm.System, positions_nm: np.ndarray):

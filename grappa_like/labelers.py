@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from grappa_like import errors
+from grappa_like.units import BOHR_TO_ANGSTROM, HARTREE_TO_KCAL
 
-HARTREE_TO_KCAL = 627.5094740631
-BOHR_TO_ANGSTROM = 0.529177210903
 INSTALL_HINT = 'pip install "grappa_like[data]"'
 LABELER_NAMES = ("gfn2", "ani2x", "pyscf")
 DEFAULT_PYSCF_METHOD = "b3lyp-d3bj/def2-svp"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from grappa_like import errors
+from grappa_like.units import KCAL_TO_KJ
 
-KCAL_TO_KJ = 4.184
 _MASS_TO_ATOMIC_NUMBER = {1: 1, 12: 6, 14: 7, 16: 8, 19: 9, 31: 15, 32: 16, 35: 17, 80: 35, 127: 53}
 
 

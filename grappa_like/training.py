@@ -24,9 +24,8 @@ from grappa_like.features import molecule_graph
 from grappa_like.fileio import atomic_write
 from grappa_like.lj_types import LJTypeTable
 from grappa_like.model import ForceFieldModel, split_per_molecule
+from grappa_like.units import KJ_PER_NM_TO_KCAL_PER_ANGSTROM, KJ_TO_KCAL
 
-KJ_TO_KCAL = 1.0 / 4.184
-KJ_PER_NM_TO_KCAL_PER_ANGSTROM = 1.0 / 41.84
 
 @dataclass
 class TrainingConfig:
