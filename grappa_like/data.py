@@ -333,6 +333,8 @@ def parse_data_spec(text: str) -> DataSpec:
 def read_data(specs, label_preference=DEFAULT_LABEL_PREFERENCE) -> list[tuple[QMRecord, float]]:
     """(record, weight) for every molecule of every data spec (``FILE[:LABELS[:WEIGHT]]`` text or DataSpec).
 
+    Each record's ``attrs["data_file"]`` is the path it was read from.
+
     A file's own labels, when given, replace ``label_preference``. Raises DataFileError for a file
     of which no molecule carries any of the wanted labels (the message lists the labels it has).
     """
@@ -344,8 +346,29 @@ def read_data(specs, label_preference=DEFAULT_LABEL_PREFERENCE) -> list[tuple[QM
             raise errors.DataFileError(
                 f"{spec.path}: no molecule carries any of the labels {','.join(preference)} (labels in this file: "
                 f"{','.join(available_labels(spec.path)) or 'none'}); choose them as {spec.path}:LABELS")
+        for record in records:
+            record.attrs["data_file"] = spec.path
         pairs += [(record, spec.weight) for record in records]
     return pairs
+
+
+def split_per_file(ids_per_file, validation_fraction: float = 0.1, seed: int = 20261125):
+    """(train ids, validation ids) with each file split on its own by :func:`split_by_molecule`.
+
+    Adding a file therefore never moves a molecule of the other files between training and
+    validation. A molecule id met again in a later file keeps the side it got first, so the same
+    molecule (e.g. a capped residue with extra torsion drives) is never on both sides.
+    """
+    side = {}
+    for ids in ids_per_file:
+        new_ids = sorted(set(ids) - side.keys())
+        if not new_ids:
+            continue
+        train, validation = split_by_molecule(new_ids, validation_fraction, seed)
+        side.update({mol_id: "train" for mol_id in train})
+        side.update({mol_id: "validation" for mol_id in validation})
+    return (sorted(k for k, v in side.items() if v == "train"),
+            sorted(k for k, v in side.items() if v == "validation"))
 
 
 def split_by_molecule(mol_ids, validation_fraction: float = 0.1, seed: int = 20261125):

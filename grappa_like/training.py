@@ -18,7 +18,7 @@ import torch
 from torch_geometric.data import Batch
 
 from grappa_like import interactions as interactions_module, model_file
-from grappa_like.data import DEFAULT_LABEL_PREFERENCE, QMRecord, parse_data_spec, read_data, split_by_molecule
+from grappa_like.data import DEFAULT_LABEL_PREFERENCE, QMRecord, parse_data_spec, read_data, split_per_file
 from grappa_like.energy import bonded_energy, energy_and_forces, nonbonded_energy, nonbonded_pairs
 from grappa_like.features import molecule_graph
 from grappa_like.fileio import atomic_write
@@ -44,7 +44,29 @@ class TrainingConfig:
     validation_fraction: float = 0.1
     seed: int = 20261125
     train_fraction: float = 1.0   # < 1: a seeded subset of the training molecules (learning curves)
+    init_from: str | None = None  # model file whose network weights start the run (fine-tuning)
     model: dict = field(default_factory=dict)
+
+
+def _initial_weights(model_path: str, network: ForceFieldModel, weighted) -> dict:
+    """Network weights of ``model_path`` to start fine-tuning from.
+
+    Refuses a model with another network config, and one that may have trained on a molecule of
+    this run's validation split: every validation molecule that comes from a file the starting
+    model trained on must have been in that model's own validation split.
+    """
+    saved = model_file.load(model_path)
+    if saved["config"] != network.config:
+        raise ValueError(f"{model_path}: its network config differs from this run's; give the same --model-config")
+    earlier_files = {os.path.basename(path) for path in saved["training_data"].get("files", ())}
+    earlier_validation = set(saved.get("validation_molecules") or ())
+    leaked = sorted(record.mol_id for record in weighted
+                    if os.path.basename(record.attrs.get("data_file", "")) in earlier_files
+                    and record.mol_id not in earlier_validation)
+    if leaked:
+        raise ValueError(f"{model_path} trained on {len(leaked)} molecules of this run's validation split "
+                         f"(e.g. {leaked[0]}); fine-tuning from it would bias the validation figures")
+    return saved["state_dict"]
 
 
 @dataclass
@@ -174,7 +196,10 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
     weighted = read_data(specs, label_preference)
     if max_molecules:
         weighted = sorted(weighted, key=lambda pair: pair[0].mol_id)[:max_molecules]
-    train_ids, validation_ids = split_by_molecule([r.mol_id for r, _ in weighted], config.validation_fraction, config.seed)
+    ids_per_file = {}
+    for record, _ in weighted:
+        ids_per_file.setdefault(record.attrs.get("data_file"), []).append(record.mol_id)
+    train_ids, validation_ids = split_per_file(ids_per_file.values(), config.validation_fraction, config.seed)
     validation_set = set(validation_ids)
     if config.train_fraction < 1.0:  # the validation split stays the same; only training molecules are dropped
         kept = np.random.default_rng(config.seed).permutation(len(train_ids))[:round(config.train_fraction * len(train_ids))]
@@ -186,6 +211,9 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
     log(f"{len(train_examples)} training and {len(validation_examples)} validation molecules")
 
     network = ForceFieldModel(config.model, lj_table.atomic_numbers)
+    if config.init_from:
+        network.load_state_dict(_initial_weights(
+            config.init_from, network, [r for r, _ in weighted if r.mol_id in validation_set]))
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
                                                            eta_min=config.learning_rate / 50)

@@ -5,10 +5,11 @@ import os
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from grappa_like import model_file
 from grappa_like.api import Model
-from grappa_like.data import read_records, split_by_molecule
+from grappa_like.data import read_records, split_by_molecule, split_per_file
 from grappa_like.lj_types import find_gaff2_dat, read_gaff2_lj_table
 from grappa_like.training import TrainingConfig, train
 
@@ -89,3 +90,35 @@ def test_train_fraction_keeps_the_validation_split(tmp_path):
         logs[fraction], payloads[fraction] = lines[0], model_file.load(out)
     assert payloads[0.5]["validation_molecules"] == payloads[1.0]["validation_molecules"]
     assert logs[1.0].startswith("9 training") and logs[0.5].startswith("4 training")
+
+
+def test_adding_a_file_leaves_the_split_of_the_others_unchanged():
+    first = [f"a{i}" for i in range(40)]
+    alone = split_per_file([first], 0.1, seed=3)
+    assert alone == split_by_molecule(first, 0.1, seed=3)
+    second = [f"b{i}" for i in range(30)] + first[:10]   # ten molecules met again in the second file
+    train, validation = split_per_file([first, second], 0.1, seed=3)
+    assert set(alone[1]) <= set(validation) and set(alone[0]) <= set(train)
+    assert not set(train) & set(validation)
+    assert len(set(validation) - set(alone[1])) == 3     # 10 % of the 30 new molecules
+
+
+@needs_data
+@pytest.mark.skipif(not _has_gaff2(), reason="AmberTools' gaff2.dat not installed")
+def test_fine_tuning_starts_from_the_model_and_refuses_a_leaky_split(tmp_path):
+    small = {"width": 16, "n_layers": 1, "head_hidden": 16, "attention_heads": 2}
+    start = str(tmp_path / "start.pt")
+    train([TRAIN_FILE], start, read_gaff2_lj_table(),
+          TrainingConfig(epochs=1, batch_molecules=4, validation_fraction=0.25, model=small),
+          max_molecules=8, progress=False, log=lambda line: None)
+    tuned = str(tmp_path / "tuned.pt")
+    config = TrainingConfig(epochs=1, batch_molecules=4, validation_fraction=0.25, model=small, init_from=start,
+                            learning_rate=1e-12)
+    train([TRAIN_FILE], tuned, read_gaff2_lj_table(), config, max_molecules=8, progress=False, log=lambda line: None)
+    before, after = model_file.load(start)["state_dict"], model_file.load(tuned)["state_dict"]
+    assert all(torch.allclose(before[name], after[name], atol=1e-6) for name in before)
+
+    leaky = TrainingConfig(epochs=1, batch_molecules=4, validation_fraction=0.5, model=small, init_from=start)
+    with pytest.raises(ValueError, match="trained on .* validation split"):
+        train([TRAIN_FILE], str(tmp_path / "leaky.pt"), read_gaff2_lj_table(), leaky, max_molecules=8,
+              progress=False, log=lambda line: None)

@@ -26,6 +26,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--train-fraction", type=float, default=1.0,
                         help="train on a seeded fraction of the training molecules; the validation split is "
                              "unchanged (for learning curves; default 1.0)")
+    parser.add_argument("--init-from", default=None, metavar="MODEL",
+                        help="start from this model's network weights (fine-tuning); refused if it trained on a "
+                             "molecule of this run's validation split")
     parser.add_argument("--batch-molecules", type=int, default=16, help="molecules per optimizer step (16)")
     parser.add_argument("--learning-rate", type=float, default=5e-4, help="peak learning rate (5e-4)")
     parser.add_argument("--labels", default="ani2x,gfn2",
@@ -54,6 +57,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     config = TrainingConfig(epochs=args.epochs, patience=args.patience, batch_molecules=args.batch_molecules,
                             learning_rate=args.learning_rate, train_fraction=args.train_fraction,
+                            init_from=args.init_from,
                             model=json.loads(args.model_config))
     try:
         state = train(specs, args.out, read_gaff2_lj_table(args.gaff2_dat), config,
