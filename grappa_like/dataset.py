@@ -507,8 +507,8 @@ def root_attrs(settings: BuildSettings, levels_of_theory: dict, source: str) -> 
         **{f"level_of_theory.{label}": level for label, level in levels_of_theory.items()},
         "source": source,
         "seed": int(settings.seed),
-        "charges.am1bcc": ("AM1-BCC from antechamber/sqm (AmberTools) with the default AM1 geometry optimisation, "
-                           "started from the lowest MMFF94 minimum (conformation row 0); gaff2_types from the same "
+        "charges.am1bcc": ("AM1-BCC from antechamber/sqm (AmberTools): AM1 single point (maxcyc=0, no AM1 "
+                           "geometry optimisation) at the lowest MMFF94 minimum (conformation row 0); gaff2_types from the same "
                            "antechamber run (-at gaff2); molecules without them carry the attr am1bcc_omitted"),
         "builder": json.dumps({"program": "grappa-like build-dataset",
                                "labelers": [spec.name for spec in (settings.labeler, *settings.extra_labelers)],
