@@ -2,6 +2,7 @@
 
 from grappa_like.api import Model, Result, load_model, parameterize, to_openmm
 from grappa_like.molecule import Molecule
+from grappa_like.ood import ood_score
 
-__all__ = ["Model", "Molecule", "Result", "load_model", "parameterize", "to_openmm"]
+__all__ = ["Model", "Molecule", "Result", "load_model", "ood_score", "parameterize", "to_openmm"]
 __version__ = "0.1.0"

@@ -10,7 +10,7 @@ import torch
 from rdkit import Chem
 from torch_geometric.data import Batch
 
-from grappa_like import errors, interactions as interactions_module, model_file
+from grappa_like import errors, interactions as interactions_module, model_file, ood
 from grappa_like.features import molecule_graph
 from grappa_like.lj_types import LJTypeTable
 from grappa_like.model import OUTPUT_ALIGNMENT, ForceFieldModel, split_per_molecule
@@ -36,11 +36,12 @@ class Model:
     """A loaded grappa_like model: the network, its LJ type table and its metadata."""
 
     def __init__(self, network: ForceFieldModel, lj_table: LJTypeTable, metadata: dict | None = None,
-                 path: str | None = None):
+                 path: str | None = None, members: list["Model"] | None = None):
         self.network = network.eval()
         self.lj_table = lj_table
         self.metadata = metadata or {}
         self.path = path
+        self.members = members or []  # ensemble members (same config), for the out-of-domain score
 
     @classmethod
     def from_payload(cls, payload: dict, path: str | None = None) -> "Model":
@@ -48,12 +49,28 @@ class Model:
         lj_table = LJTypeTable.from_dict(payload["lj_types"])
         network = ForceFieldModel(payload["config"], lj_table.atomic_numbers)
         network.load_state_dict(payload["state_dict"])
-        metadata = {k: v for k, v in payload.items() if k not in ("state_dict",)}
-        return cls(network, lj_table, metadata, path)
+        members = []
+        for state_dict in payload.get("ensemble", []):
+            member = ForceFieldModel(payload["config"], lj_table.atomic_numbers)
+            member.load_state_dict(state_dict)
+            members.append(cls(member, lj_table))
+        metadata = {k: v for k, v in payload.items() if k not in ("state_dict", "ensemble")}
+        return cls(network, lj_table, metadata, path, members)
 
     @property
     def checksum(self) -> str:
         return self.metadata.get("sha256", "")
+
+    @property
+    def ood_threshold(self) -> float | None:
+        """Out-of-domain score (kcal/mol/Å) above which ``parameterize`` warns; None without one."""
+        return self.metadata.get("ensemble_metadata", {}).get("ood_threshold")
+
+    @property
+    def ood_settings(self) -> dict:
+        """Conformer count and seed of the out-of-domain score (those the threshold was measured with)."""
+        stored = self.metadata.get("ensemble_metadata", {}).get("score", {})
+        return {"conformers": stored.get("conformers", ood.DEFAULT_CONFORMERS), "seed": stored.get("seed", ood.DEFAULT_SEED)}
 
     @torch.no_grad()
     def predict(self, molecules: list[Molecule]) -> list[Parameters]:
@@ -119,6 +136,7 @@ class Result:
     molecule: Molecule | None = None
     parameters: Parameters | None = None
     error: Exception | None = None
+    ood_score: float | None = None  # kcal/mol/Å; None unless asked for and the model has an ensemble
 
     @property
     def ok(self) -> bool:
@@ -133,8 +151,12 @@ class Result:
 
 def parameterize(molecules, model: Model | str | None = None, progress: bool = True,
                  max_atoms: int = DEFAULT_MAX_ATOMS, batch_size: int = 256,
-                 total_charge: int | None = None) -> list[Result]:
+                 total_charge: int | None = None, ood_score: bool = False) -> list[Result]:
     """One :class:`Result` per input (SMILES, RDKit Mol, openff Molecule, Molecule); bad inputs give errors.
+
+    ``ood_score``: also compute :attr:`Result.ood_score` (see :mod:`grappa_like.ood`; about 0.1 s per
+    molecule, so off by default) when the model has an ensemble; it stays None where no conformer
+    can be embedded.
 
     ``total_charge`` (e), if given, is checked against the formal charges of every molecule
     (:class:`errors.ChargeMismatchError` when they differ). Nothing is printed except the progress bar.
@@ -172,9 +194,20 @@ def parameterize(molecules, model: Model | str | None = None, progress: bool = T
                     message = " ".join(str(error).split())[:200]
                     result.error = errors.ParameterizationError(
                         f"{result.name}: parameterization failed ({type(error).__name__}: {message})")
+        if ood_score and model.members:
+            for result in chunk:
+                if result.ok:
+                    result.ood_score = _ood_score_or_none(result, model)
         bar.update(len(chunk))
     bar.close()
     return results
+
+
+def _ood_score_or_none(result: Result, model: Model) -> float | None:
+    try:
+        return ood.ood_score(result.molecule, model, parameters=result.parameters)
+    except ValueError:  # no conformer could be embedded: no score, the parameters stand
+        return None
 
 
 def _input_name(item, index: int) -> str:

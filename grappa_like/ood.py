@@ -1,0 +1,85 @@
+"""Out-of-domain score: how much the networks of a model's ensemble disagree on a molecule's MM forces.
+
+A model file may carry extra networks (ensemble members, see :mod:`grappa_like.model_file`) of the
+same config, trained independently. For a molecule, a few conformers are embedded with RDKit's
+ETKDGv3 (fixed seed, so the score is reproducible bit for bit), the MM forces of every network's
+parameters are computed on them (torch energy, float64), and the score is
+
+    sqrt( mean over conformers, atoms, x/y/z of Var_networks[F] )        (kcal/mol/Å)
+
+i.e. the RMS of the per-component standard deviation (population, about the ensemble mean) of
+the forces across the main network and its members. It is 0 when all networks agree. Where the
+training data covered a molecule well the networks agree; where it did not, they extrapolate
+differently. docs/benchmarks.md measures how well the score ranks molecules by their force error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+from grappa_like.energy import energy_and_forces, parameters_energy
+from grappa_like.units import ANGSTROM_TO_NM, KJ_PER_NM_TO_KCAL_PER_ANGSTROM
+
+DEFAULT_CONFORMERS = 3
+DEFAULT_SEED = 20260101
+
+
+def conformers(molecule, count: int = DEFAULT_CONFORMERS, seed: int = DEFAULT_SEED) -> np.ndarray:
+    """Positions (M ≤ count, N, 3) in nm of ETKDGv3 conformers of ``molecule`` (seeded, single thread).
+
+    Raises ValueError if RDKit cannot embed the molecule.
+    """
+    mol = Chem.Mol(molecule.rdkit_mol)
+    mol.RemoveAllConformers()
+    parameters = AllChem.ETKDGv3()
+    parameters.randomSeed = seed
+    parameters.numThreads = 1
+    ids = list(AllChem.EmbedMultipleConfs(mol, count, parameters))
+    if not ids:
+        parameters.useRandomCoords = True
+        ids = list(AllChem.EmbedMultipleConfs(mol, count, parameters))
+    if not ids:
+        raise ValueError(f"{molecule.name}: RDKit ETKDGv3 could not embed the molecule")
+    return np.stack([mol.GetConformer(i).GetPositions() for i in ids]) * ANGSTROM_TO_NM
+
+
+def mm_forces(parameters, positions_nm: np.ndarray) -> np.ndarray:
+    """MM forces (M, N, 3) in kcal/mol/Å of ``parameters`` (all terms, float64) at ``positions_nm``."""
+    _, forces = energy_and_forces(torch.as_tensor(positions_nm, dtype=torch.float64),
+                                  lambda x: parameters_energy(x, parameters))
+    return forces.detach().numpy() * KJ_PER_NM_TO_KCAL_PER_ANGSTROM
+
+
+def force_spread(forces: np.ndarray) -> float:
+    """RMS over conformers, atoms and components of the standard deviation across networks (axis 0)."""
+    forces = np.asarray(forces, dtype=np.float64)
+    return float(np.sqrt(forces.var(axis=0).mean()))
+
+
+def ood_score(molecule, model, parameters=None, positions_nm: np.ndarray | None = None) -> float | None:
+    """Out-of-domain score (kcal/mol/Å) of one molecule, or None if ``model`` has no ensemble.
+
+    ``molecule``: a :class:`~grappa_like.molecule.Molecule` (or anything ``to_molecule`` reads);
+    ``parameters``: the main network's parameters if already computed; ``positions_nm``: conformers
+    to use instead of the model's ETKDG settings (e.g. QM conformations). Raises ValueError if no
+    conformer can be embedded.
+    """
+    from grappa_like.api import load_model
+    from grappa_like.molecule import Molecule, to_molecule
+
+    if model is None or isinstance(model, str):
+        model = load_model(model)
+    if not model.members:
+        return None
+    if not isinstance(molecule, Molecule):
+        molecule = to_molecule(molecule)
+    if positions_nm is None:
+        settings = model.ood_settings
+        positions_nm = conformers(molecule, settings["conformers"], settings["seed"])
+    if parameters is None:
+        parameters = model.predict([molecule])[0]
+    all_parameters = [parameters] + [member.predict([molecule])[0] for member in model.members]
+    return force_spread([mm_forces(p, positions_nm) for p in all_parameters])
