@@ -8,7 +8,7 @@ not occur in the training data):
   3. run NVT Langevin MD (LangevinMiddleIntegrator, 300 K, friction 1/ps), by default 100 ps with
      1 fs steps and no constraints (every bond, X-H included, is tested); ``--timestep-fs 2
      --constraints hbonds`` runs 2 fs steps with X-H bonds constrained to the model's r0;
-  4. every 0.1 ps (and after the minimisation) check:
+  4. every 0.1 ps (and after the minimisation) check (the checks live in grappa_like/md_check.py):
      - blow-up: non-finite coordinates or energy, an OpenMM error, or a potential energy more than
        50 kJ/mol per atom above the minimised energy (equipartition puts it near 1.25 kJ/mol per
        atom at 300 K); the run stops at a blow-up;
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform as platform_module
 import sys
@@ -49,17 +48,10 @@ from pathlib import Path
 
 import numpy as np
 
+from grappa_like.md_check import FRICTION_PER_PS, SAMPLE_EVERY_PS, SEED, TEMPERATURE_K, THRESHOLDS, run_md_check
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_TRAINING_DATA = [REPOSITORY.parent / "shared" / "data" / "train-v0.h5"]
-TEMPERATURE_K = 300.0
-FRICTION_PER_PS = 1.0
-SAMPLE_EVERY_PS = 0.1
-SEED = 20261125
-THRESHOLDS = {
-    "bond_deviation_angstrom": 0.3,
-    "ring_out_of_plane_angstrom": 0.3,
-    "energy_above_minimum_kj_mol_per_atom": 50.0,
-}
 
 # Well-known approved drugs (neutral parent forms), SMILES written for this script from their
 # published structures; the names are for orientation. Only H C N O F P S Cl Br I. The script
@@ -391,63 +383,11 @@ def select_molecules(n_molecules: int, seen: set[str]):
     return selected, skipped
 
 
-# ----------------------------------------------------------------------------- geometry checks
-
-
-def aromatic_rings(mol) -> list[list[int]]:
-    return [list(ring) for ring in mol.GetRingInfo().AtomRings()
-            if all(mol.GetAtomWithIdx(i).GetIsAromatic() for i in ring)]
-
-
-def ring_out_of_plane(positions: np.ndarray, rings) -> float:
-    """Largest distance (Å) of a ring atom from its ring's best-fit plane, over all rings (0 without rings)."""
-    worst = 0.0
-    for ring in rings:
-        xyz = positions[ring] - positions[ring].mean(axis=0)
-        normal = np.linalg.svd(xyz)[2][-1]
-        worst = max(worst, float(np.abs(xyz @ normal).max()))
-    return worst
-
-
-def stereocentres(mol) -> list[tuple[int, list[int]]]:
-    """Tetrahedral stereocentres (specified or not) with their neighbours in atom-index order."""
-    from rdkit import Chem
-
-    centres = Chem.FindMolChiralCenters(mol, includeUnassigned=True, useLegacyImplementation=False)
-    return [(index, sorted(n.GetIdx() for n in mol.GetAtomWithIdx(index).GetNeighbors())) for index, _ in centres]
-
-
-def signed_volumes(positions: np.ndarray, centres) -> np.ndarray:
-    volumes = []
-    for centre, neighbours in centres:
-        a, b, c = (positions[n] - positions[centre] for n in neighbours[:3])
-        volumes.append(float(np.dot(a, np.cross(b, c))))
-    return np.array(volumes)
-
-
-def cip_labels(mol, positions: np.ndarray) -> dict[int, str]:
-    """CIP labels (R/S) of the stereocentres of ``mol`` placed at ``positions`` (Å), from 3D."""
-    from rdkit import Chem
-
-    copy = Chem.Mol(mol)
-    copy.RemoveAllConformers()
-    conformer = Chem.Conformer(copy.GetNumAtoms())
-    for index, xyz in enumerate(positions):
-        conformer.SetAtomPosition(index, xyz.tolist())
-    conformer.Set3D(True)
-    copy.AddConformer(conformer)
-    Chem.AssignStereochemistryFrom3D(copy, replaceExistingTags=True)
-    return {atom.GetIdx(): atom.GetProp("_CIPCode") for atom in copy.GetAtoms() if atom.HasProp("_CIPCode")}
-
-
 # ----------------------------------------------------------------------------- one molecule
 
 
 def simulate(name: str, smiles: str, model, settings: dict) -> dict:
-    """Run the MD of one molecule and return its metrics (all lengths in Å, energies in kJ/mol)."""
-    import openmm
-    from openmm import unit
-
+    """Run the MD check (grappa_like.md_check) of one molecule and return its metrics (Å, kJ/mol)."""
     import grappa_like
 
     record = {"name": name, "smiles": smiles}
@@ -455,11 +395,8 @@ def simulate(name: str, smiles: str, model, settings: dict) -> dict:
     (result,) = grappa_like.parameterize([smiles], model=model, progress=False)
     if not result.ok:
         return dict(record, status="not parameterized", error=f"{type(result.error).__name__}: {result.error}")
-    mol = result.molecule.rdkit_mol
-    start_positions = result.molecule.conformer_positions(seed=SEED)  # Å, ETKDG + MMFF94
     parameters = result.parameters
     bonds = parameters.interactions.bonds
-    r0 = parameters.bond_r0 * 10.0  # Å
     system = result.to_openmm()
     constrained = np.zeros(len(bonds), dtype=bool)
     if settings["constraints"] == "hbonds":
@@ -468,85 +405,13 @@ def simulate(name: str, smiles: str, model, settings: dict) -> dict:
             if atomic_numbers[i] == 1 or atomic_numbers[j] == 1:
                 system.addConstraint(int(i), int(j), float(parameters.bond_r0[index]))
                 constrained[index] = True
-    n_atoms = system.getNumParticles()
-    degrees_of_freedom = 3 * n_atoms - system.getNumConstraints()
-    rings = aromatic_rings(mol)
-    centres = stereocentres(mol)
-    start_volumes = signed_volumes(start_positions, centres)
-    start_cip = cip_labels(mol, start_positions)
-    record.update(n_atoms=n_atoms, n_aromatic_rings=len(rings), n_stereocentres=len(centres))
-
-    integrator = openmm.LangevinMiddleIntegrator(TEMPERATURE_K * unit.kelvin, FRICTION_PER_PS / unit.picosecond,
-                                                 settings["timestep_fs"] * unit.femtoseconds)
-    integrator.setRandomNumberSeed(SEED)
-    platform = openmm.Platform.getPlatformByName(settings["platform"])
-    context = openmm.Context(system, integrator, platform)
-    context.setPositions(start_positions / 10.0 * unit.nanometer)
-    if system.getNumConstraints():
-        context.applyConstraints(1e-6)
-    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 5000)
-    minimum = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-    context.setVelocitiesToTemperature(TEMPERATURE_K * unit.kelvin, SEED)
-
-    steps_per_sample = max(1, round(SAMPLE_EVERY_PS * 1000.0 / settings["timestep_fs"]))
-    n_samples = max(1, round(settings["time_ps"] / SAMPLE_EVERY_PS))
-    blow_up, worst_bond, worst_bond_index, outlier_bonds = None, 0.0, None, set()
-    worst_ring, ever_inverted, temperatures = 0.0, np.zeros(len(centres), dtype=bool), []
-    positions = start_positions
-    kinetic_factor = 2.0 / (degrees_of_freedom * unit.MOLAR_GAS_CONSTANT_R.value_in_unit(
-        unit.kilojoule_per_mole / unit.kelvin))
-    for sample in range(n_samples + 1):
-        if sample:
-            try:
-                integrator.step(steps_per_sample)
-            except Exception as error:  # OpenMM raises on NaN coordinates
-                blow_up = f"OpenMM error at {sample * SAMPLE_EVERY_PS:.1f} ps: {' '.join(str(error).split())[:120]}"
-                break
-        state = context.getState(getPositions=True, getEnergy=True)
-        positions = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
-        energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-        kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
-        if not (np.all(np.isfinite(positions)) and math.isfinite(energy) and math.isfinite(kinetic)):
-            blow_up = f"non-finite coordinates or energy at {sample * SAMPLE_EVERY_PS:.1f} ps"
-            break
-        if (energy - minimum) / n_atoms > THRESHOLDS["energy_above_minimum_kj_mol_per_atom"]:
-            blow_up = (f"potential energy {(energy - minimum) / n_atoms:.3g} kJ/mol per atom above the minimum "
-                       f"at {sample * SAMPLE_EVERY_PS:.1f} ps")
-            break
-        if sample:
-            temperatures.append(kinetic * kinetic_factor)
-        lengths = np.linalg.norm(positions[bonds[:, 0]] - positions[bonds[:, 1]], axis=1)
-        deviation = np.where(constrained, 0.0, np.abs(lengths - r0))
-        if deviation.max(initial=0.0) > worst_bond:
-            worst_bond, worst_bond_index = float(deviation.max()), int(deviation.argmax())
-        outlier_bonds.update(np.flatnonzero(deviation > THRESHOLDS["bond_deviation_angstrom"]).tolist())
-        worst_ring = max(worst_ring, ring_out_of_plane(positions, rings))
-        if centres:
-            ever_inverted |= np.sign(signed_volumes(positions, centres)) != np.sign(start_volumes)
-
-    end_volumes = signed_volumes(positions, centres) if centres else np.zeros(0)
-    flipped = [centres[i][0] for i in np.flatnonzero(np.sign(end_volumes) != np.sign(start_volumes))]
-    end_cip = cip_labels(mol, positions) if blow_up is None else {}
-    cip_changes = sorted(i for i in start_cip if blow_up is None and end_cip.get(i) != start_cip[i])
-    bond_atoms = None if worst_bond_index is None else [int(a) for a in bonds[worst_bond_index]]
-    record.update(
-        status="blow-up" if blow_up else "ran",
-        blow_up=blow_up,
-        simulated_ps=round(len(temperatures) * SAMPLE_EVERY_PS, 3),
-        max_bond_deviation=round(worst_bond, 4),
-        max_bond_deviation_atoms=bond_atoms,
-        n_bond_outliers=len(outlier_bonds),
-        max_r0_minus_mmff=round(float(np.abs(r0 - np.linalg.norm(
-            start_positions[bonds[:, 0]] - start_positions[bonds[:, 1]], axis=1)).max(initial=0.0)), 4),
-        max_ring_out_of_plane=round(worst_ring, 4),
-        chirality_flips=flipped,
-        transient_inversions=[centres[i][0] for i in np.flatnonzero(ever_inverted)],
-        cip_changes=cip_changes,
-        mean_temperature_k=round(float(np.mean(temperatures)), 1) if temperatures else None,
-        wall_seconds=round(time.perf_counter() - start, 2),
-    )
-    record["stable"] = (blow_up is None and not outlier_bonds and not flipped and not cip_changes
-                        and worst_ring <= THRESHOLDS["ring_out_of_plane_angstrom"])
+    metrics = run_md_check(
+        system, result.molecule.rdkit_mol, bonds, parameters.bond_r0 * 10.0,
+        result.molecule.conformer_positions(seed=SEED),  # Å, ETKDG + MMFF94
+        time_ps=settings["time_ps"], timestep_fs=settings["timestep_fs"], platform=settings["platform"],
+        seed=SEED, constrained=constrained)
+    metrics["max_r0_minus_mmff"] = metrics.pop("max_r0_minus_start")
+    record.update(metrics, wall_seconds=round(time.perf_counter() - start, 2))
     return record
 
 
