@@ -54,9 +54,14 @@ def mm_forces(parameters, positions_nm: np.ndarray) -> np.ndarray:
 
 
 def force_spread(forces: np.ndarray) -> float:
-    """RMS over conformers, atoms and components of the standard deviation across networks (axis 0)."""
+    """RMS over conformers, atoms and components of the standard deviation across networks (axis 0).
+
+    The population variance is taken as the mean of squared pairwise differences over 2, which is
+    exactly 0 when all networks agree (the mean-based formula leaves rounding residues).
+    """
     forces = np.asarray(forces, dtype=np.float64)
-    return float(np.sqrt(forces.var(axis=0).mean()))
+    differences = forces[:, None] - forces[None, :]
+    return float(np.sqrt((differences ** 2).mean(axis=(0, 1)).mean() / 2.0))
 
 
 def ood_score(molecule, model, parameters=None, positions_nm: np.ndarray | None = None) -> float | None:
