@@ -66,6 +66,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--total-charge", type=int, default=None,
                         help="expected total charge (e) of every molecule; a record whose formal charges add up "
                              "to something else fails with ChargeMismatchError")
+    parser.add_argument("--no-ood-score", action="store_true",
+                        help="skip the out-of-domain score. By default, when the model file holds an ensemble, "
+                             "each molecule gets a score (spread of the ensemble's MM forces on 3 conformers, "
+                             "kcal/mol/Å; ~0.1 s per molecule), a warning when it exceeds the model's threshold, "
+                             "and a line in OUT/ood_scores.tsv (see docs/benchmarks.md)")
     parser.add_argument("--library", action="store_true",
                         help="library mode for one large .smi/.sdf/.sdf.gz: stream the records, write "
                              "OUT/<shard>/<name>.<ext> (shard: first 2 hex characters of sha256(name)) and "
@@ -119,6 +124,21 @@ def write_result(result, output_format: str, path: str) -> None:
 
     writer = {"ffxml": export.to_ffxml, "gromacs": export.to_gromacs, "amber": export.to_amber}[output_format]
     writer(result.molecule, result.parameters, path)
+
+
+OOD_COLUMNS = ("record", "file", "ood_score_kcal_per_mol_angstrom", "threshold", "above_threshold")
+
+
+def ood_score_row(name: str, file: str, score: float | None, threshold: float | None) -> tuple[str, ...]:
+    """One ood_scores.tsv row; logs the score, and a warning naming the molecule above the threshold."""
+    above = score is not None and threshold is not None and score > threshold
+    if above:
+        log.warning(f"warning: {name}: out of domain: OOD score {score:.2f} kcal/mol/Å is above the model's "
+                    f"threshold {threshold:.2f} (the ensemble disagrees; expect larger force errors than usual)")
+    elif score is None:
+        log.info(f"{name}: no OOD score (no conformer could be embedded)")
+    return (" ".join(name.split()), file, "" if score is None else f"{score:.4f}",
+            "" if threshold is None else f"{threshold:.4f}", "yes" if above else "no")
 
 
 def _write_utf8(path: str, lines: list[str]) -> None:
@@ -203,7 +223,9 @@ def run(args) -> int:
         return 2
 
     good = [item for _, _, item in records if not isinstance(item, Exception)]
-    results = iter(parameterize(good, model=model, progress=sys.stderr.isatty(), total_charge=args.total_charge))
+    score = bool(model.members) and not args.no_ood_score
+    results = iter(parameterize(good, model=model, progress=sys.stderr.isatty(), total_charge=args.total_charge,
+                                ood_score=score))
     outcomes = []  # (record name, input, Result or error)
     for name, source, item in records:
         outcomes.append((name, source, item if isinstance(item, Exception) else next(results)))
@@ -216,7 +238,7 @@ def run(args) -> int:
             log.error(f"error: cannot make the output folder {args.output} ({_one_line(error)})")
             return 2
     file_names = unique_file_names([name for name, _, _ in outcomes])
-    failures, written = [], 0
+    failures, written, scores = [], 0, []
     for (name, source, outcome), file_name in zip(outcomes, file_names):
         error = outcome if isinstance(outcome, Exception) else outcome.error
         if error is None:
@@ -224,6 +246,8 @@ def run(args) -> int:
                 path = args.output if single else os.path.join(args.output, file_name + EXTENSIONS[args.format])
                 write_result(outcome, args.format, path)
                 written += 1
+                if score:
+                    scores.append(ood_score_row(name, os.path.basename(path), outcome.ood_score, model.ood_threshold))
                 continue
             except Exception as write_error:  # e.g. an unwritable folder: report it as this record's failure
                 error = write_error
@@ -233,6 +257,11 @@ def run(args) -> int:
         lines = ["record\tinput\terror_class\tmessage"] + [
             "\t".join(" ".join(field.split()) for field in failure) for failure in failures]
         atomic_write(os.path.join(args.output, "failures.tsv"), lambda temporary: _write_utf8(temporary, lines))
+        if score:
+            lines = ["\t".join(OOD_COLUMNS)] + ["\t".join(row) for row in scores]
+            atomic_write(os.path.join(args.output, "ood_scores.tsv"), lambda temporary: _write_utf8(temporary, lines))
+    elif scores:
+        log.info(f"{scores[0][0]}: OOD score {scores[0][2] or 'none'} kcal/mol/Å (threshold {scores[0][3] or 'none'})")
     log.info(f"{written} written, {len(failures)} failed -> {args.output}")
     if written == 0:
         return 2
