@@ -13,27 +13,14 @@ bond orders come from the registered molecule). The model runs once per molecule
 it yields is kept in memory and, with ``cache=``, in a JSON or SQLite file keyed by model checksum
 and canonical isomeric SMILES.
 
-How the terms are expressed in the generated ffxml (the System equals
-:func:`grappa_like.writers.to_openmm_system` term by term; the tests check the energy force by
-force to 1e-6 relative):
-
-- one atom type per atom, named ``<tag>-<atom index>``; the tag is made from the model checksum
-  and a hash of the canonical SMILES, so several molecules and models coexist in one ForceField;
-- bonds, angles and proper torsions: standard ``<HarmonicBondForce>``, ``<HarmonicAngleForce>``,
-  ``<PeriodicTorsionForce><Proper>``. With unique types every term matches exactly one
-  definition (OpenMM matches a proper in either direction and skips zero amplitudes);
-- impropers: OpenMM's ``<Improper>`` applies one definition per centre atom (or, with
-  ``ordering="smirnoff"``, one parameter set to all three cyclic orders), while the model gives
-  each of the three impropers (a, b, c, d) of a centre c its own amplitudes. They are therefore
-  written to a ``<GrappaLikeImproperTorsions>`` element whose parser this module registers with
-  OpenMM; its generator adds the terms, atoms in our order (a, b, c, d), to the System's
-  PeriodicTorsionForce. OpenMM ignores unknown tags, so this XML is only meant to be loaded with
-  ``grappa_like.openmm`` imported (the generator does that); write portable files with
-  ``grappa_like.export``;
-- nonbonded: ``<NonbondedForce coulomb14scale="0.8333333333333334" lj14scale="0.5">``, charges
-  from the residue template, σ/ε per type. OpenMM derives the 1-2/1-3 exclusions and the 1-4
-  exceptions (Coulomb/1.2, LJ/2, Lorentz-Berthelot) from the bonds: the same pairs and scaling
-  as our writer and as amber14, so the template mixes with ``amber14-all.xml``.
+The generated ffxml (its System equals :func:`grappa_like.writers.to_openmm_system` term by term;
+the tests check the energy force by force) is the portable file of :func:`grappa_like.export.ffxml_string` (see
+:mod:`grappa_like.export` for its layout), named by a tag made from the model checksum and a hash
+of the canonical SMILES, so several molecules and models coexist in one ForceField. OpenMM builds
+one improper per centre atom; the other two of our three are added by the file's ``<Script>``,
+which ForceField runs at ``createSystem``. Nonbonded: ``coulomb14scale`` 1/1.2 and ``lj14scale``
+0.5, with OpenMM deriving exclusions and 1-4 exceptions from the bonds exactly as amber14 does, so
+the template mixes with ``amber14-all.xml``.
 
 :func:`reparameterize_system` keeps particles, masses, constraints and the NonbondedForce of a
 System and replaces the HarmonicBond/HarmonicAngle/PeriodicTorsion (and CMAP) terms of the chosen
@@ -51,24 +38,22 @@ import json
 import os
 import sqlite3
 import tempfile
-import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import openmm
 from openmm import app, unit
-from openmm.app import forcefield as openmm_forcefield
 from rdkit import Chem
 from rdkit.Chem import rdDetermineBonds
 
 from grappa_like import errors
 from grappa_like.api import Model, load_model
-from grappa_like.energy import COULOMB_14_SCALE, LJ_14_SCALE
+from grappa_like.export import ffxml_string
 from grappa_like.molecule import Molecule, from_rdkit, read_file, to_molecule
 from grappa_like.parameters import Parameters
 
 __all__ = ["TemplateGenerator", "reparameterize_system", "molecules_from_topology", "molecule_topology"]
 
-IMPROPER_TAG = "GrappaLikeImproperTorsions"
+TEMPLATE_FORMAT = "ffxml-v2"     # part of the cache key: templates of older versions are made anew
 CHARGE_TOLERANCE = 1e-4       # e; template charges must add up to the formal charge
 RESIDUE_CHARGE_TOLERANCE = 0.05  # e; residue charges further from an integer: infer bond orders per molecule
 MAX_REPARAMETERIZED_ATOMS = 100_000
@@ -129,106 +114,16 @@ def _residue_graph(residue):
 # ffxml of one molecule
 
 
-def _number(value) -> str:
-    return repr(float(value))
-
-
-def _torsion_attributes(element, types, signed_k) -> None:
-    for index, type_name in enumerate(types, start=1):
-        element.set(f"type{index}", type_name)
-    for column, kappa in enumerate(signed_k, start=1):
-        element.set(f"periodicity{column}", str(column))
-        element.set(f"phase{column}", _number(0.0 if kappa >= 0 else np.pi))
-        element.set(f"k{column}", _number(abs(float(kappa))))
-
-
 def template_xml(molecule: Molecule, parameters: Parameters, tag: str) -> str:
-    """ffxml (string) with one residue template named ``tag`` and its per-atom types and terms."""
-    interactions = parameters.interactions
+    """ffxml (string) with one residue template named ``tag``: the portable file of
+    :func:`grappa_like.export.ffxml_string`, after checking that the charges add up."""
     total = float(np.sum(parameters.charges))
     if abs(total - molecule.total_charge) > CHARGE_TOLERANCE:
         raise errors.GrappaLikeError(
             f"{molecule.name}: the model's charges add up to {total:.6f} e, not to the formal charge "
             f"{molecule.total_charge}"
         )
-    types = [f"{tag}-{index}" for index in range(molecule.n_atoms)]
-    root = ElementTree.Element("ForceField")
-    atom_types = ElementTree.SubElement(root, "AtomTypes")
-    residues = ElementTree.SubElement(root, "Residues")
-    residue = ElementTree.SubElement(residues, "Residue", name=tag)
-    for index, atomic_number in enumerate(molecule.atomic_numbers):
-        element = app.Element.getByAtomicNumber(int(atomic_number))
-        ElementTree.SubElement(atom_types, "Type", name=types[index], attrib={"class": types[index]},
-                               element=element.symbol, mass=_number(element.mass.value_in_unit(unit.dalton)))
-        ElementTree.SubElement(residue, "Atom", name=f"{element.symbol}{index}", type=types[index],
-                               charge=_number(parameters.charges[index]))
-    for i, j in interactions.bonds:
-        ElementTree.SubElement(residue, "Bond", atomName1=residue[i].get("name"), atomName2=residue[j].get("name"))
-
-    bond_force = ElementTree.SubElement(root, "HarmonicBondForce")
-    for (i, j), r0, k in zip(interactions.bonds, parameters.bond_r0, parameters.bond_k):
-        ElementTree.SubElement(bond_force, "Bond", type1=types[i], type2=types[j], length=_number(r0), k=_number(k))
-    angle_force = ElementTree.SubElement(root, "HarmonicAngleForce")
-    for (i, j, k), theta0, force_constant in zip(interactions.angles, parameters.angle_theta0, parameters.angle_k):
-        ElementTree.SubElement(angle_force, "Angle", type1=types[i], type2=types[j], type3=types[k],
-                               angle=_number(theta0), k=_number(force_constant))
-    torsion_force = ElementTree.SubElement(root, "PeriodicTorsionForce")
-    for quadruple, signed_k in zip(interactions.propers, parameters.proper_k):
-        _torsion_attributes(ElementTree.SubElement(torsion_force, "Proper"), [types[a] for a in quadruple], signed_k)
-    improper_force = ElementTree.SubElement(root, IMPROPER_TAG)
-    for quadruple, signed_k in zip(interactions.impropers, parameters.improper_k):
-        _torsion_attributes(ElementTree.SubElement(improper_force, "Improper"), [types[a] for a in quadruple], signed_k)
-
-    nonbonded = ElementTree.SubElement(root, "NonbondedForce", coulomb14scale=repr(COULOMB_14_SCALE),
-                                       lj14scale=repr(LJ_14_SCALE))
-    ElementTree.SubElement(nonbonded, "UseAttributeFromResidue", name="charge")
-    for index in range(molecule.n_atoms):
-        ElementTree.SubElement(nonbonded, "Atom", type=types[index], sigma=_number(parameters.sigma[index]),
-                               epsilon=_number(parameters.epsilon[index]))
-    return ElementTree.tostring(root, encoding="unicode")
-
-
-class _ImproperTorsionGenerator:
-    """OpenMM ForceField generator for ``<GrappaLikeImproperTorsions>``: adds impropers (a, b, c, d),
-    centre c at position 3, each with its own amplitudes, to the System's PeriodicTorsionForce."""
-
-    def __init__(self):
-        self.by_centre: dict[str, list] = {}  # centre type -> [(type a, type b, type d, terms)]
-
-    @staticmethod
-    def parseElement(element, forcefield):
-        existing = [g for g in forcefield.getGenerators() if isinstance(g, _ImproperTorsionGenerator)]
-        generator = existing[0] if existing else _ImproperTorsionGenerator()
-        if not existing:
-            forcefield.registerGenerator(generator)
-        for improper in element.findall("Improper"):
-            attributes = improper.attrib
-            terms, column = [], 1
-            while f"k{column}" in attributes:
-                terms.append((int(attributes[f"periodicity{column}"]), float(attributes[f"phase{column}"]),
-                              float(attributes[f"k{column}"])))
-                column += 1
-            generator.by_centre.setdefault(attributes["type3"], []).append(
-                (attributes["type1"], attributes["type2"], attributes["type4"], terms))
-
-    def createForce(self, system, data, nonbondedMethod, nonbondedCutoff, args):
-        forces = [f for f in system.getForces() if type(f) is openmm.PeriodicTorsionForce]
-        force = forces[0] if forces else None
-        for centre, atom in enumerate(data.atoms):
-            definitions = self.by_centre.get(data.atomType.get(atom))
-            if not definitions:
-                continue
-            if force is None:
-                force = openmm.PeriodicTorsionForce()
-                system.addForce(force)
-            index_of_type = {data.atomType[data.atoms[n]]: n for n in data.bondedToAtom[centre]}
-            for type_a, type_b, type_d, terms in definitions:
-                a, b, d = index_of_type[type_a], index_of_type[type_b], index_of_type[type_d]
-                for periodicity, phase, k in terms:
-                    force.addTorsion(a, b, centre, d, periodicity, phase, k)
-
-
-openmm_forcefield.parsers[IMPROPER_TAG] = _ImproperTorsionGenerator.parseElement
+    return ffxml_string(molecule, parameters, residue_name=tag)
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,7 +234,7 @@ class TemplateGenerator:
     def template(self, molecule: Molecule) -> tuple[str, str]:
         """(template name, ffxml string) of a molecule: from memory, the cache file, or the model."""
         smiles = molecule.smiles
-        key = f"{self.checksum}:{smiles}"
+        key = f"{self.checksum}:{TEMPLATE_FORMAT}:{smiles}"
         if key in self._templates:
             return self._templates[key]
         tag = f"grappa-{self.checksum[:8]}-{hashlib.sha256(smiles.encode()).hexdigest()[:12]}"

@@ -138,6 +138,24 @@ def test_generator_impropers_and_exceptions_are_the_writers(random_model):
     assert pairs == expected
 
 
+
+def test_every_copy_of_every_ligand_gets_all_three_impropers(random_model):
+    aspirin, acetamide = from_smiles(ASPIRIN), from_smiles("CC(N)=O")
+    forcefield = app.ForceField()
+    forcefield.registerTemplateGenerator(TemplateGenerator([aspirin, acetamide], model=random_model).generator)
+    modeller = app.Modeller(*molecule_topology(aspirin))
+    for molecule in (acetamide, aspirin):
+        topology, positions = molecule_topology(molecule)
+        modeller.add(topology, positions)
+    system = vacuum_system(forcefield, modeller.topology)
+    expected = 0
+    for molecule, copies in ((aspirin, 2), (acetamide, 1)):
+        single = to_openmm_system(random_model.predict([molecule])[0], molecule.atomic_numbers)
+        torsions = next(f for f in single.getForces() if isinstance(f, openmm.PeriodicTorsionForce))
+        expected += copies * torsions.getNumTorsions()
+    torsions = next(f for f in system.getForces() if isinstance(f, openmm.PeriodicTorsionForce))
+    assert torsions.getNumTorsions() == expected
+
 @pytest.mark.parametrize("suffix", [".json", ".sqlite"])
 def test_model_runs_once_per_molecule_and_cache_is_hit(suffix, counted_model, tmp_path):
     molecule = from_smiles(ASPIRIN)
