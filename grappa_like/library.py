@@ -20,6 +20,10 @@ a file that is in place without a manifest line (killed between rename and manif
 adopted, never rewritten; a partial last manifest line is cut off; stale temporary files are
 removed. File names are the record names made unique in input order (as in the multi-record
 mode of the CLI), so they are the same on every run.
+
+With a Dask ``client`` the batches run on the cluster's workers (:mod:`grappa_like.cluster`); the
+workers send the output files back as bytes and only this process (the driver) writes files and
+the manifest, so the workers need no access to ``out_dir`` and the resume rules above hold as they are.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import hashlib
 import os
 import re
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 
 from grappa_like import errors
 from grappa_like.fileio import UniqueNamer
@@ -60,30 +66,63 @@ def _fsync_path(path: str) -> None:
         os.close(descriptor)
 
 
-def _write_durable(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically and durably: temporary file, fsync, rename, fsync folder."""
+def _write_durable(path: str, content: bytes) -> None:
+    """Write ``content`` to ``path`` atomically and durably (temporary file, fsync, rename); fsync the folder after."""
     from grappa_like.fileio import atomic_write
 
     def write(temporary):
-        with open(temporary, "x", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        with open(temporary, "xb") as handle:
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
     atomic_write(path, write)
-    _fsync_path(os.path.dirname(os.path.abspath(path)))
 
 
-def _write_output(result, output_format: str, path: str) -> None:
+@dataclass
+class RecordOutcome:
+    """What parameterizing one record gives: its output files (name -> bytes, main file last) or its error."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    error_class: str = ""
+    message: str = ""
+
+
+def render_files(result, output_format: str, file_name: str) -> dict[str, bytes]:
+    """Output files of one parameterized molecule as ``{file name: bytes}``, the main ``<file_name>.<ext>`` last."""
+    from grappa_like.cli.parameterize import EXTENSIONS, write_result
+
+    main = file_name + EXTENSIONS[output_format]
     if output_format == "openmm":
         import openmm
 
-        _write_durable(path, openmm.XmlSerializer.serialize(result.to_openmm()))
-        return
-    from grappa_like.cli.parameterize import write_result
+        return {main: openmm.XmlSerializer.serialize(result.to_openmm()).encode("utf-8")}
+    with tempfile.TemporaryDirectory() as folder:  # the writers of the other formats write files (two for some)
+        write_result(result, output_format, os.path.join(folder, main))
+        files = {}
+        for name in sorted(os.listdir(folder), key=lambda name: name == main):
+            with open(os.path.join(folder, name), "rb") as handle:
+                files[name] = handle.read()
+        return files
 
-    write_result(result, output_format, path)  # each file atomic; then make it durable
-    _fsync_path(path)
-    _fsync_path(os.path.dirname(os.path.abspath(path)))
+
+def parameterize_records(model, records, output_format: str, max_atoms: int, total_charge: int | None
+                         ) -> list[RecordOutcome]:
+    """One :class:`RecordOutcome` per ``(file name, Molecule)`` record, in order; runs where it is called (a worker or the driver)."""
+    from grappa_like.api import parameterize
+
+    results = parameterize([molecule for _, molecule in records], model=model, progress=False, max_atoms=max_atoms,
+                           batch_size=max(len(records), 1), total_charge=total_charge)
+    outcomes = []
+    for (file_name, _), result in zip(records, results):
+        error = result.error
+        if error is None:
+            try:
+                outcomes.append(RecordOutcome(files=render_files(result, output_format, file_name)))
+                continue
+            except Exception as render_error:  # e.g. a System OpenMM refuses: this record fails, the run goes on
+                error = render_error
+        outcomes.append(RecordOutcome(error_class=type(error).__name__, message=_clean(error)))
+    return outcomes
 
 
 class Manifest:
@@ -155,8 +194,13 @@ def _remove_stale_temporaries(out_dir: str) -> int:
 
 def parameterize_library(path, out_dir, model=None, output_format: str = "openmm", batch_size: int = 64,
                          progress: bool = True, max_atoms: int | None = None, total_charge: int | None = None,
-                         retry_failed: bool = False, log=None) -> dict:
+                         retry_failed: bool = False, log=None, client=None, window: int | None = None) -> dict:
     """Parameterize every record of a large .smi / .sdf / .sdf.gz into a sharded, resumable output folder.
+
+    ``client``: a ``dask.distributed.Client``; batches of ``batch_size`` records then run on its
+    workers (the model is sent once per worker; see :mod:`grappa_like.cluster`), at most ``window``
+    batches at a time (default: 4 per worker thread, at least 8). The files and the manifest are
+    the same as those of the in-process run (``client=None``), byte for byte.
 
     Returns a summary dict: ``done`` (written by this run), ``failed`` (failed in this run),
     ``skipped`` (already finished by an earlier run), ``adopted`` (files found in place without a
@@ -165,7 +209,7 @@ def parameterize_library(path, out_dir, model=None, output_format: str = "openmm
     given to ``log.info``). Raises :class:`ManifestMismatchError` if ``out_dir`` belongs to
     another input / format / model, and :class:`grappa_like.errors.ModelFileError` for a bad model.
     """
-    from grappa_like.api import Model, load_model, parameterize
+    from grappa_like.api import Model, load_model
     from grappa_like.cli.parameterize import EXTENSIONS
     from grappa_like.molecule import DEFAULT_MAX_ATOMS, read_file
 
@@ -176,6 +220,7 @@ def parameterize_library(path, out_dir, model=None, output_format: str = "openmm
     if not isinstance(model, Model):
         model = load_model(model)
     path, out_dir = str(path), str(out_dir)
+    max_atoms = max_atoms or DEFAULT_MAX_ATOMS
     extension = EXTENSIONS[output_format]
     os.makedirs(out_dir, exist_ok=True)
     header = (f"# {MANIFEST_VERSION} input={os.path.basename(path)} format={output_format} "
@@ -188,44 +233,15 @@ def parameterize_library(path, out_dir, model=None, output_format: str = "openmm
     bar = tqdm(desc="library", unit="mol", disable=not (progress and sys.stderr.isatty()))
     counts = {"done": 0, "failed": 0, "skipped": 0, "adopted": 0}
     start = time.perf_counter()
-    namer = UniqueNamer()
     made_shards: set[str] = set()
-
-    def finish(pending) -> None:
-        """Parameterize the pending records (in input order), write their files, then their manifest lines."""
-        todo = [entry for entry in pending if not isinstance(entry[3], Exception)]
-        results = iter(parameterize([entry[3] for entry in todo], model=model, progress=False,
-                                    max_atoms=max_atoms or DEFAULT_MAX_ATOMS, batch_size=batch_size,
-                                    total_charge=total_charge)) if todo else iter(())
-        for position, record, file_name, item in pending:
-            error = item if isinstance(item, Exception) else None
-            relative = ""
-            if error is None:
-                result = next(results)
-                error = result.error
-            if error is None:
-                shard = shard_of(file_name)
-                relative = f"{shard}/{file_name}{extension}"
-                target = os.path.join(out_dir, shard, file_name + extension)
-                try:
-                    if shard not in made_shards:
-                        os.makedirs(os.path.dirname(target), exist_ok=True)
-                        made_shards.add(shard)
-                    _write_output(result, output_format, target)
-                except Exception as write_error:  # e.g. a full disk: this record fails, the run goes on
-                    error = write_error
-            if error is None:
-                manifest.append(record, position, relative, "ok")
-                counts["done"] += 1
-            else:
-                manifest.append(record, position, "", "failed", type(error).__name__, error)
-                counts["failed"] += 1
-            bar.update(1)
-
-    pending = []
     n_records = 0
-    try:
-        for position, (record, item) in enumerate(read_file(path, max_atoms=max_atoms or DEFAULT_MAX_ATOMS)):
+
+    def batches():
+        """Lists of (position, record, file name, Molecule or parse error) still to do, read lazily."""
+        nonlocal n_records
+        namer = UniqueNamer()
+        pending = []
+        for position, (record, item) in enumerate(read_file(path, max_atoms=max_atoms)):
             n_records += 1
             file_name = namer(record)
             previous = manifest.entries.get(position)
@@ -248,10 +264,54 @@ def parameterize_library(path, out_dir, model=None, output_format: str = "openmm
                     continue
             pending.append((position, record, file_name, item))
             if len(pending) >= batch_size:
-                finish(pending)
+                yield pending
                 pending = []
         if pending:
-            finish(pending)
+            yield pending
+
+    def commit(pending, outcomes) -> None:
+        """Write the files of a batch (input order), each followed by its manifest line."""
+        outcomes = iter(outcomes)
+        for position, record, file_name, item in pending:
+            if isinstance(item, Exception):
+                outcome = RecordOutcome(error_class=type(item).__name__, message=_clean(item))
+            else:
+                outcome = next(outcomes)
+            relative = ""
+            if outcome.files:
+                shard = shard_of(file_name)
+                relative = f"{shard}/{file_name}{extension}"
+                try:
+                    if shard not in made_shards:
+                        os.makedirs(os.path.join(out_dir, shard), exist_ok=True)
+                        made_shards.add(shard)
+                    for name, content in outcome.files.items():  # the main file last: its presence means done
+                        _write_durable(os.path.join(out_dir, shard, name), content)
+                    _fsync_path(os.path.join(out_dir, shard))
+                except Exception as write_error:  # e.g. a full disk: this record fails, the run goes on
+                    outcome = RecordOutcome(error_class=type(write_error).__name__, message=_clean(write_error))
+            if not outcome.error_class:
+                manifest.append(record, position, relative, "ok")
+                counts["done"] += 1
+            else:
+                manifest.append(record, position, "", "failed", outcome.error_class, outcome.message)
+                counts["failed"] += 1
+            bar.update(1)
+
+    def molecules(pending):
+        return [(file_name, item) for _, _, file_name, item in pending if not isinstance(item, Exception)]
+
+    try:
+        if client is None:
+            for pending in batches():
+                commit(pending, parameterize_records(model, molecules(pending), output_format, max_atoms, total_charge))
+        else:
+            from grappa_like.cluster import ordered_outcomes
+
+            for pending, outcomes in ordered_outcomes(client, model, batches(), molecules, window,
+                                                      output_format=output_format, max_atoms=max_atoms,
+                                                      total_charge=total_charge):
+                commit(pending, outcomes)
     finally:
         bar.close()
         manifest.close()

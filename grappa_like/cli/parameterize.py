@@ -77,7 +77,14 @@ def add_parser(subparsers) -> None:
                              "OUT/manifest.tsv as each record is done; rerunning the same command resumes "
                              "after a kill (see docs/library.md)")
     parser.add_argument("--batch-size", type=_positive_int, default=64,
-                        help="library mode: records parameterized per batch (default 64)")
+                        help="library mode: records parameterized per batch (default 64; with Dask, one task each)")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=_positive_int, default=None, metavar="K",
+                         help="library mode on a Dask LocalCluster of K one-thread worker processes on this "
+                              "machine (implies --library; default: everything in this process)")
+    cluster.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                         help="library mode on an existing Dask cluster (dask scheduler / dask worker, or "
+                              "dask-jobqueue); the workers need grappa_like installed, not this disk; implies --library")
 
 
 def collect_records(inputs: list[str], smiles: list[str], max_atoms: int):
@@ -188,11 +195,17 @@ def run_library(args) -> int:
     model = load_model_or_report(args.model, log)
     if model is None:
         return 2
+    options = dict(model=model, output_format=args.format, batch_size=args.batch_size, progress=True,
+                   max_atoms=args.max_atoms, total_charge=args.total_charge, log=log)
     try:
-        summary = parameterize_library(
-            args.inputs[0], args.output, model=model, output_format=args.format, batch_size=args.batch_size,
-            progress=True, max_atoms=args.max_atoms, total_charge=args.total_charge, log=log)
-    except (errors.GrappaLikeError, OSError) as error:
+        if args.workers or args.scheduler:
+            from grappa_like.cluster import connect
+
+            with connect(workers=args.workers, scheduler=args.scheduler) as client:
+                summary = parameterize_library(args.inputs[0], args.output, client=client, **options)
+        else:
+            summary = parameterize_library(args.inputs[0], args.output, **options)
+    except (errors.GrappaLikeError, OSError, RuntimeError) as error:  # RuntimeError: a Dask task that failed
         log.error(f"error: {type(error).__name__}: {_one_line(error)}")
         return 2
     if summary["ok_total"] == 0:
@@ -211,7 +224,7 @@ def run(args) -> int:
     if args.forcefield:
         model = load_model_or_report(args.model, log)
         return 2 if model is None else run_reparameterize(args, model)
-    if args.library:
+    if args.library or args.workers or args.scheduler:
         return run_library(args)
     try:
         records = collect_records(args.inputs, args.smiles, args.max_atoms or DEFAULT_MAX_ATOMS)

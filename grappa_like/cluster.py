@@ -1,0 +1,89 @@
+"""Dask execution of library mode: the model sent once per worker, batches of records as tasks, results in order.
+
+The driver (:func:`grappa_like.library.parameterize_library`) reads the input, sends batches of
+parsed molecules to the workers and writes what comes back. A worker plugin carries the model:
+the scheduler hands it to every worker once (workers that join later included), and tasks look the
+model up by its checksum instead of carrying it. At most ``window`` batches are submitted or
+waiting to be written at any time, so the driver's memory does not grow with the library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import pickle
+from collections import deque
+
+from distributed import Client, LocalCluster, WorkerPlugin
+
+_MODELS: dict = {}  # model key -> Model, in each worker process
+
+
+def model_key(model) -> str:
+    """Key of a model on the workers: its file checksum, else a sha256 of the pickled model."""
+    return model.checksum or hashlib.sha256(pickle.dumps(model)).hexdigest()
+
+
+class ModelPlugin(WorkerPlugin):
+    """Puts one model into each worker's memory when the worker starts (or when the plugin is registered)."""
+
+    def __init__(self, model, key: str):
+        self.model, self.key = model, key
+
+    def setup(self, worker) -> None:
+        _MODELS[self.key] = self.model
+
+
+def run_batch(key: str, records, output_format: str, max_atoms: int, total_charge):
+    """Worker task: :func:`grappa_like.library.parameterize_records` with the worker's copy of the model."""
+    from grappa_like.library import parameterize_records
+
+    if key not in _MODELS:
+        raise RuntimeError(f"model {key[:16]} is not loaded on this worker (its ModelPlugin did not run)")
+    return parameterize_records(_MODELS[key], records, output_format, max_atoms, total_charge)
+
+
+def ordered_outcomes(client, model, batches, molecules, window: int | None = None, **options):
+    """Yield ``(batch, outcomes)`` for each batch of ``batches``, in input order, computed on ``client``'s workers.
+
+    ``molecules(batch)`` gives the (file name, Molecule) records of a batch that go to a worker;
+    ``options`` are passed to :func:`run_batch`.
+    """
+    key = model_key(model)
+    client.register_plugin(ModelPlugin(model, key), name=f"grappa_like-model-{key[:16]}")
+    if window is None:
+        window = max(8, 4 * sum(client.nthreads().values()))
+    in_flight = deque()  # (batch, future), in input order
+    batches = iter(batches)
+    while True:
+        while len(in_flight) < window:
+            batch = next(batches, None)
+            if batch is None:
+                break
+            records = molecules(batch)
+            future = client.submit(run_batch, key, records, pure=False, **options) if records else None
+            in_flight.append((batch, future))
+        if not in_flight:
+            return
+        batch, future = in_flight.popleft()
+        if future is None:
+            yield batch, []
+            continue
+        try:
+            outcomes = future.result()
+        except Exception as error:
+            raise RuntimeError(f"the Dask task for records {batch[0][0]}-{batch[-1][0]} (first: {batch[0][1]}) failed "
+                               f"({type(error).__name__}: {error}); run the same command again to resume") from error
+        yield batch, outcomes
+
+
+@contextlib.contextmanager
+def connect(workers: int | None = None, scheduler: str | None = None):
+    """A Dask client: a LocalCluster of ``workers`` one-thread processes here, or the scheduler at ``scheduler``."""
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        yield client
