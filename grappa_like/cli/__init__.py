@@ -1,4 +1,4 @@
-"""Command line: ``grappa-like parameterize | train | evaluate | benchmark | build-dataset``; one module per command."""
+"""Command line: ``grappa-like parameterize | report | train | evaluate | benchmark | build-dataset``; one module per command."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import argparse
 import logging
 import sys
 
-from grappa_like.cli import benchmark, build_dataset, evaluate, parameterize, train
+from grappa_like.cli import benchmark, build_dataset, evaluate, parameterize, report, train
 
-COMMANDS = {"parameterize": parameterize, "train": train, "evaluate": evaluate, "benchmark": benchmark,
-            "build-dataset": build_dataset}
+COMMANDS = {"parameterize": parameterize, "report": report, "train": train, "evaluate": evaluate,
+            "benchmark": benchmark, "build-dataset": build_dataset}
 
 
 def main(argv=None) -> int:
@@ -17,7 +17,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="grappa-like",
         description="grappa_like: a learned molecular-mechanics force field. Parameterize molecules with the "
-                    "shipped model, build a QM data set, train a model on QM data, or evaluate one against QM and GAFF2.",
+                    "shipped model, write an HTML report of one, build a QM data set, train a model on QM data, "
+                    "or evaluate one against QM and GAFF2.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():

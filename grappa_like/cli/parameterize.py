@@ -18,6 +18,7 @@ import os
 import sys
 
 from grappa_like import errors
+from grappa_like.cli.report import add_report_arguments, write_report_next_to
 from grappa_like.fileio import UniqueNamer, atomic_write, atomic_write_text
 
 EXTENSIONS = {"openmm": ".xml", "ffxml": ".ffxml", "gromacs": ".top", "amber": ".prmtop"}
@@ -71,6 +72,9 @@ def add_parser(subparsers) -> None:
                              "each molecule gets a score (spread of the ensemble's MM forces on 3 conformers, "
                              "kcal/mol/Å; ~0.1 s per molecule), a warning when it exceeds the model's threshold, "
                              "and a line in OUT/ood_scores.tsv (see docs/benchmarks.md)")
+    parser.add_argument("--report", action="store_true",
+                        help="also write an HTML report of each molecule next to its output (<output stem>.html; "
+                             "see grappa-like report --help; adds torsion scans and a short MD per molecule)")
     parser.add_argument("--library", action="store_true",
                         help="library mode for one large .smi/.sdf/.sdf.gz: stream the records, write "
                              "OUT/<shard>/<name>.<ext> (shard: first 2 hex characters of sha256(name)) and "
@@ -85,6 +89,7 @@ def add_parser(subparsers) -> None:
     cluster.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                          help="library mode on an existing Dask cluster (dask scheduler / dask worker, or "
                               "dask-jobqueue); the workers need grappa_like installed, not this disk; implies --library")
+    add_report_arguments(parser)
 
 
 def collect_records(inputs: list[str], smiles: list[str], max_atoms: int):
@@ -196,7 +201,8 @@ def run_library(args) -> int:
     if model is None:
         return 2
     options = dict(model=model, output_format=args.format, batch_size=args.batch_size, progress=True,
-                   max_atoms=args.max_atoms, total_charge=args.total_charge, log=log)
+                   max_atoms=args.max_atoms, total_charge=args.total_charge, log=log,
+                   ood_score=bool(model.members) and not args.no_ood_score)
     try:
         if args.workers or args.scheduler:
             from grappa_like.cluster import connect
@@ -220,6 +226,10 @@ def run(args) -> int:
 
     if not args.inputs and not args.smiles:
         log.error("error: give at least one INPUT file or --smiles")
+        return 2
+    if args.report and (args.forcefield or args.library or args.workers or args.scheduler):
+        log.error("error: --report writes one page per molecule file; it does not combine with --forcefield, "
+                  "--library, --workers or --scheduler")
         return 2
     if args.forcefield:
         model = load_model_or_report(args.model, log)
@@ -259,6 +269,8 @@ def run(args) -> int:
                 path = args.output if single else os.path.join(args.output, file_name + EXTENSIONS[args.format])
                 write_result(outcome, args.format, path)
                 written += 1
+                if args.report:
+                    write_report_next_to(outcome, path, model, args)
                 if score:
                     scores.append(ood_score_row(name, os.path.basename(path), outcome.ood_score, model.ood_threshold))
                 continue
