@@ -34,13 +34,13 @@ class ModelPlugin(WorkerPlugin):
         _MODELS[self.key] = self.model
 
 
-def run_batch(key: str, records, output_format: str, max_atoms: int, total_charge):
+def run_batch(key: str, records, output_format: str, max_atoms: int, total_charge, ood_score: bool = False):
     """Worker task: :func:`grappa_like.library.parameterize_records` with the worker's copy of the model."""
     from grappa_like.library import parameterize_records
 
     if key not in _MODELS:
         raise RuntimeError(f"model {key[:16]} is not loaded on this worker (its ModelPlugin did not run)")
-    return parameterize_records(_MODELS[key], records, output_format, max_atoms, total_charge)
+    return parameterize_records(_MODELS[key], records, output_format, max_atoms, total_charge, ood_score)
 
 
 def ordered_outcomes(client, model, batches, molecules, window: int | None = None, **options):

@@ -40,8 +40,8 @@ from grappa_like import errors
 from grappa_like.fileio import UniqueNamer
 
 MANIFEST = "manifest.tsv"
-MANIFEST_VERSION = "grappa_like-library-manifest-v1"
-COLUMNS = ("record", "position", "file", "status", "error_class", "message")
+MANIFEST_VERSION = "grappa_like-library-manifest-v2"
+COLUMNS = ("record", "position", "file", "status", "error_class", "message", "ood_score")
 _TEMPORARY = re.compile(r"^\..*\.\d+-[0-9a-f]{8}\.tmp$")
 
 
@@ -85,6 +85,7 @@ class RecordOutcome:
     files: dict[str, bytes] = field(default_factory=dict)
     error_class: str = ""
     message: str = ""
+    ood_score: float | None = None  # kcal/mol/Å, see grappa_like.ood
 
 
 def render_files(result, output_format: str, file_name: str) -> dict[str, bytes]:
@@ -105,19 +106,20 @@ def render_files(result, output_format: str, file_name: str) -> dict[str, bytes]
         return files
 
 
-def parameterize_records(model, records, output_format: str, max_atoms: int, total_charge: int | None
-                         ) -> list[RecordOutcome]:
+def parameterize_records(model, records, output_format: str, max_atoms: int, total_charge: int | None,
+                         ood_score: bool = False) -> list[RecordOutcome]:
     """One :class:`RecordOutcome` per ``(file name, Molecule)`` record, in order; runs where it is called (a worker or the driver)."""
     from grappa_like.api import parameterize
 
     results = parameterize([molecule for _, molecule in records], model=model, progress=False, max_atoms=max_atoms,
-                           batch_size=max(len(records), 1), total_charge=total_charge)
+                           batch_size=max(len(records), 1), total_charge=total_charge, ood_score=ood_score)
     outcomes = []
     for (file_name, _), result in zip(records, results):
         error = result.error
         if error is None:
             try:
-                outcomes.append(RecordOutcome(files=render_files(result, output_format, file_name)))
+                outcomes.append(RecordOutcome(files=render_files(result, output_format, file_name),
+                                              ood_score=result.ood_score))
                 continue
             except Exception as render_error:  # e.g. a System OpenMM refuses: this record fails, the run goes on
                 error = render_error
@@ -166,8 +168,9 @@ class Manifest:
             self.entries[position] = dict(zip(COLUMNS, fields))
 
     def append(self, record: str, position: int, file: str, status: str, error_class: str = "",
-               message: str = "") -> None:
-        fields = (_clean(record), str(position), file, status, error_class, _clean(message))
+               message: str = "", ood_score: float | None = None) -> None:
+        score = "" if ood_score is None else f"{ood_score:.4f}"
+        fields = (_clean(record), str(position), file, status, error_class, _clean(message), score)
         self._handle.write("\t".join(fields) + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
@@ -192,15 +195,30 @@ def _remove_stale_temporaries(out_dir: str) -> int:
     return removed
 
 
+def _report(log, line: str, warning: bool = False) -> None:
+    """A line to ``log`` (warning or info), or to stderr without a logger."""
+    if log is None:
+        print(line, file=sys.stderr)
+    elif warning:
+        log.warning(line)
+    else:
+        log.info(line)
+
+
 def parameterize_library(path, out_dir, model=None, output_format: str = "openmm", batch_size: int = 64,
                          progress: bool = True, max_atoms: int | None = None, total_charge: int | None = None,
-                         retry_failed: bool = False, log=None, client=None, window: int | None = None) -> dict:
+                         retry_failed: bool = False, log=None, client=None, window: int | None = None,
+                         ood_score: bool = False) -> dict:
     """Parameterize every record of a large .smi / .sdf / .sdf.gz into a sharded, resumable output folder.
 
     ``client``: a ``dask.distributed.Client``; batches of ``batch_size`` records then run on its
     workers (the model is sent once per worker; see :mod:`grappa_like.cluster`), at most ``window``
     batches at a time (default: 4 per worker thread, at least 8). The files and the manifest are
     the same as those of the in-process run (``client=None``), byte for byte.
+
+    ``ood_score``: write each record's out-of-domain score (kcal/mol/Å; needs a model with an
+    ensemble, ~0.1 s per molecule) into the manifest's ``ood_score`` column, with a warning naming
+    each record above the model's threshold; ``above_threshold`` in the summary counts them.
 
     Returns a summary dict: ``done`` (written by this run), ``failed`` (failed in this run),
     ``skipped`` (already finished by an earlier run), ``adopted`` (files found in place without a
@@ -231,7 +249,8 @@ def parameterize_library(path, out_dir, model=None, output_format: str = "openmm
     from tqdm.auto import tqdm
 
     bar = tqdm(desc="library", unit="mol", disable=not (progress and sys.stderr.isatty()))
-    counts = {"done": 0, "failed": 0, "skipped": 0, "adopted": 0}
+    counts = {"done": 0, "failed": 0, "skipped": 0, "adopted": 0, "above_threshold": 0}
+    threshold = model.ood_threshold
     start = time.perf_counter()
     made_shards: set[str] = set()
     n_records = 0
@@ -291,8 +310,12 @@ def parameterize_library(path, out_dir, model=None, output_format: str = "openmm
                 except Exception as write_error:  # e.g. a full disk: this record fails, the run goes on
                     outcome = RecordOutcome(error_class=type(write_error).__name__, message=_clean(write_error))
             if not outcome.error_class:
-                manifest.append(record, position, relative, "ok")
+                manifest.append(record, position, relative, "ok", ood_score=outcome.ood_score)
                 counts["done"] += 1
+                if outcome.ood_score is not None and threshold is not None and outcome.ood_score > threshold:
+                    counts["above_threshold"] += 1
+                    _report(log, f"warning: {record}: out of domain: OOD score {outcome.ood_score:.2f} kcal/mol/Å is "
+                                 f"above the model's threshold {threshold:.2f}", warning=True)
             else:
                 manifest.append(record, position, "", "failed", outcome.error_class, outcome.message)
                 counts["failed"] += 1
@@ -304,13 +327,14 @@ def parameterize_library(path, out_dir, model=None, output_format: str = "openmm
     try:
         if client is None:
             for pending in batches():
-                commit(pending, parameterize_records(model, molecules(pending), output_format, max_atoms, total_charge))
+                commit(pending, parameterize_records(model, molecules(pending), output_format, max_atoms, total_charge,
+                                                     ood_score))
         else:
             from grappa_like.cluster import ordered_outcomes
 
             for pending, outcomes in ordered_outcomes(client, model, batches(), molecules, window,
                                                       output_format=output_format, max_atoms=max_atoms,
-                                                      total_charge=total_charge):
+                                                      total_charge=total_charge, ood_score=ood_score):
                 commit(pending, outcomes)
     finally:
         bar.close()
@@ -323,9 +347,7 @@ def parameterize_library(path, out_dir, model=None, output_format: str = "openmm
     line = (f"library {path}: {summary['records']} records; this run: {summary['done']} written, "
             f"{summary['failed']} failed, {summary['skipped']} skipped (done earlier), {summary['adopted']} adopted; "
             f"in all: {summary['ok_total']} ok, {summary['failed_total']} failed; "
-            f"{summary['rate']} mol/s -> {out_dir}")
-    if log is not None:
-        log.info(line)
-    else:
-        print(line, file=sys.stderr)
+            + (f"{counts['above_threshold']} above the OOD threshold (this run); " if ood_score else "")
+            + f"{summary['rate']} mol/s -> {out_dir}")
+    _report(log, line)
     return summary

@@ -34,8 +34,8 @@ def write_library(path, n_records: int, malformed=True) -> list[str]:
 def manifest_rows(out_dir):
     with open(os.path.join(out_dir, MANIFEST), encoding="utf-8") as handle:
         lines = handle.read().split("\n")
-    assert lines[0].startswith("# grappa_like-library-manifest-v1")
-    assert lines[1].split("\t") == ["record", "position", "file", "status", "error_class", "message"]
+    assert lines[0].startswith("# grappa_like-library-manifest-v2")
+    assert lines[1].split("\t") == ["record", "position", "file", "status", "error_class", "message", "ood_score"]
     assert lines[-1] == ""
     return [line.split("\t") for line in lines[2:-1]]
 

@@ -265,3 +265,22 @@ def test_assemble_script_sets_the_threshold_from_validation_molecules(lj_table, 
     model_file.save(str(member_path), other)
     failed = subprocess.run(command[:-2], capture_output=True, text=True)
     assert failed.returncode != 0 and "validation molecules differ" in failed.stderr
+
+
+def test_library_manifest_has_the_score_and_warns(flagged_model_path, tmp_path, caplog):
+    path, molecules = flagged_model_path
+    flagged, unflagged = molecules
+    smi = tmp_path / "in.smi"
+    smi.write_text("".join(f"{smiles} {name}\n" for name, smiles in molecules.items()))
+    out = tmp_path / "library"
+    with caplog.at_level("INFO", logger="grappa_like"):
+        assert main(["parameterize", str(smi), "-o", str(out), "--model", path, "--library"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and flagged in warnings[0] and "out of domain" in warnings[0]
+    assert any("1 above the OOD threshold" in r.getMessage() for r in caplog.records)
+    lines = (out / "manifest.tsv").read_text().splitlines()
+    assert lines[1].split("\t")[-1] == "ood_score"
+    scores = {line.split("\t")[0]: float(line.split("\t")[-1]) for line in lines[2:]}
+    model = grappa_like.load_model(path)
+    assert scores[flagged] > model.ood_threshold > scores[unflagged]
+    assert scores[flagged] == pytest.approx(grappa_like.ood_score(molecules[flagged], model), abs=1e-4)
