@@ -370,17 +370,16 @@ def write_report(molecule_or_result, path, model=None, **options) -> str:
 def _plot_png(scan: TorsionScan, mol: Chem.Mol) -> str:
     """Base64 PNG of one scan: every method's curve, relative to its minimum."""
     try:
-        import matplotlib
+        from matplotlib.figure import Figure  # no pyplot: a library leaves the user's backend alone
     except ImportError:
         raise errors.MissingDependencyError(
-            "the HTML report needs matplotlib for its plots; install it with: pip install matplotlib") from None
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(5.4, 3.4), dpi=100)
+            'the HTML report needs matplotlib for its plots; install it with: pip install "grappa_like[report]"'
+        ) from None
+    figure = Figure(figsize=(5.4, 3.4), dpi=100)
+    axes = figure.subplots()
+    closed = np.append(scan.angles_deg, 180.0)  # the curve goes round to +180° = -180°
     for name, energies in scan.energies.items():
         colour, line, marker = CURVE_STYLES.get(name, ("grey", "-.", "x"))
-        closed = np.append(scan.angles_deg, 180.0)
         axes.plot(closed, np.append(energies, energies[0]), color=colour, linestyle=line, marker=marker,
                   markersize=4, label=name)
     axes.set_xlabel(f"dihedral {_atoms(mol, scan.dihedral)} (°)")
@@ -393,7 +392,6 @@ def _plot_png(scan: TorsionScan, mol: Chem.Mol) -> str:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    pyplot.close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

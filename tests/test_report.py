@@ -182,6 +182,12 @@ def test_out_of_domain_score_is_shown_when_the_result_has_one(ethanol_page):
         report.result.ood_score = None
 
 
+def test_a_molecule_that_cannot_be_parameterized_gives_one_error_naming_it(random_model, tmp_path):
+    with pytest.raises(grappa_like.errors.MoleculeInputError, match="C1CC"):
+        report_module.write_report("C1CC", tmp_path / "x.html", model=random_model)
+    assert not (tmp_path / "x.html").exists()
+
+
 # ----------------------------------------------------------------------------- rendered in Chromium
 
 
