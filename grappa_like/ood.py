@@ -68,14 +68,15 @@ def ood_score(molecule, model, parameters=None, positions_nm: np.ndarray | None 
     """Out-of-domain score (kcal/mol/Å) of one molecule, or None if ``model`` has no ensemble.
 
     ``molecule``: a :class:`~grappa_like.molecule.Molecule` (or anything ``to_molecule`` reads);
+    ``model``: a :class:`~grappa_like.api.Model`, a model file path, or None (the shipped model);
     ``parameters``: the main network's parameters if already computed; ``positions_nm``: conformers
     to use instead of the model's ETKDG settings (e.g. QM conformations). Raises ValueError if no
     conformer can be embedded.
     """
-    from grappa_like.api import load_model
+    from grappa_like.api import Model, load_model
     from grappa_like.molecule import Molecule, to_molecule
 
-    if model is None or isinstance(model, str):
+    if not isinstance(model, Model):  # a path, or None for the shipped model
         model = load_model(model)
     if not model.members:
         return None
