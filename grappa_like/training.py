@@ -8,6 +8,7 @@ Parameters depend on the graph only, so the GNN runs once per molecule for all i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -121,33 +122,45 @@ def molecule_predictions(example: Example, params: dict, lj_table_tensors, creat
     return e_b + e_nb.detach(), f_b + f_nb.detach()
 
 
-def batch_loss(network, examples: list[Example], config: TrainingConfig, lj_table_tensors, create_graph=True):
-    """Loss of one batch of molecules (scalar tensor) and its parts (floats)."""
+PARTS = ("energy", "force", "charge", "lj", "torsion_prior")
+
+
+def term_counts(examples: list[Example]) -> dict:
+    """Molecules of ``examples`` that have each loss part (the denominators of the per-molecule means)."""
+    return {"energy": len(examples), "force": sum(e.forces is not None for e in examples),
+            "charge": sum(e.charges is not None for e in examples),
+            "lj": sum(e.lj_classes is not None for e in examples), "torsion_prior": len(examples)}
+
+
+def batch_loss(network, examples: list[Example], config: TrainingConfig, lj_table_tensors, create_graph=True,
+               counts: dict | None = None):
+    """Loss of one batch of molecules (scalar tensor) and its parts (floats).
+
+    Each part is a sum over ``examples`` divided by ``counts`` (default :func:`term_counts` of
+    ``examples``): with the counts of a whole mini-batch, the losses of its shards add up to its loss.
+    """
+    counts = counts or term_counts(examples)
     batch = Batch.from_data_list([e.graph for e in examples])
     raw = network(batch)
     per_molecule = split_per_molecule(raw, [e.graph for e in examples])
-    energy_terms, force_terms, charge_terms, lj_terms, torsion_terms = [], [], [], [], []
+    terms = {key: [] for key in PARTS}
     for example, params in zip(examples, per_molecule):
         energies, forces = molecule_predictions(example, params, lj_table_tensors, create_graph)
         energies = energies - energies.mean()
         weight = example.weight
-        energy_terms.append(weight * (((energies - example.energies) * KJ_TO_KCAL) ** 2).mean())
+        terms["energy"].append(weight * (((energies - example.energies) * KJ_TO_KCAL) ** 2).mean())
         if example.forces is not None:
-            force_terms.append(weight * (((forces - example.forces) * KJ_PER_NM_TO_KCAL_PER_ANGSTROM) ** 2).mean())
+            terms["force"].append(weight * (((forces - example.forces) * KJ_PER_NM_TO_KCAL_PER_ANGSTROM) ** 2).mean())
         if example.charges is not None:
-            charge_terms.append(weight * ((params["charges"].float() - example.charges) ** 2).mean())
+            terms["charge"].append(weight * ((params["charges"].float() - example.charges) ** 2).mean())
         if example.lj_classes is not None:
-            lj_terms.append(weight * torch.nn.functional.cross_entropy(
+            terms["lj"].append(weight * torch.nn.functional.cross_entropy(
                 params["lj_logits"].clamp_min(-1e4), example.lj_classes, ignore_index=-100))
-        torsion_terms.append(torch.cat([params["proper_k"].flatten(), params["improper_k"].flatten()]).pow(2).mean()
-                             if params["proper_k"].numel() + params["improper_k"].numel() else energies.new_zeros(()))
-    parts = {
-        "energy": torch.stack(energy_terms).mean(),
-        "force": torch.stack(force_terms).mean() if force_terms else torch.zeros(()),
-        "charge": torch.stack(charge_terms).mean() if charge_terms else torch.zeros(()),
-        "lj": torch.stack(lj_terms).mean() if lj_terms else torch.zeros(()),
-        "torsion_prior": torch.stack(torsion_terms).mean(),
-    }
+        terms["torsion_prior"].append(
+            torch.cat([params["proper_k"].flatten(), params["improper_k"].flatten()]).pow(2).mean()
+            if params["proper_k"].numel() + params["improper_k"].numel() else energies.new_zeros(()))
+    parts = {key: torch.stack(values).sum() / counts[key] if values else torch.zeros(())
+             for key, values in terms.items()}
     total = (config.energy_weight * parts["energy"] + config.force_weight * parts["force"]
              + config.charge_weight * parts["charge"] + config.lj_weight * parts["lj"]
              + config.torsion_prior_weight * parts["torsion_prior"])
@@ -158,10 +171,10 @@ def lj_tensors(lj_table: LJTypeTable):
     return torch.tensor(lj_table.sigma, dtype=torch.float32), torch.tensor(lj_table.epsilon, dtype=torch.float32)
 
 
-def validation_metrics(network, examples: list[Example], lj_table_tensors, batch_molecules: int = 32) -> dict:
-    """Pooled energy RMSE (mean-centred, kcal/mol) and force-component RMSE (kcal/mol/Å) over ``examples``."""
+def validation_sums(network, examples: list[Example], lj_table_tensors, batch_molecules: int = 32) -> torch.Tensor:
+    """Squared-error sums and counts over ``examples``: (energy sum, energy count, force sum, force count), float64."""
     network.eval()
-    energy_sq, energy_n, force_sq, force_n = 0.0, 0, 0.0, 0
+    sums = torch.zeros(4, dtype=torch.float64)
     with torch.no_grad():
         for start in range(0, len(examples), batch_molecules):
             chunk = examples[start:start + batch_molecules]
@@ -169,13 +182,58 @@ def validation_metrics(network, examples: list[Example], lj_table_tensors, batch
             for example, params in zip(chunk, split_per_molecule(raw, [e.graph for e in chunk])):
                 energies, forces = molecule_predictions(example, params, lj_table_tensors, create_graph=False)
                 energies = energies - energies.mean()
-                energy_sq += float((((energies - example.energies) * KJ_TO_KCAL) ** 2).sum())
-                energy_n += energies.numel()
+                sums[0] += float((((energies - example.energies) * KJ_TO_KCAL) ** 2).sum())
+                sums[1] += energies.numel()
                 if example.forces is not None:
-                    force_sq += float((((forces - example.forces) * KJ_PER_NM_TO_KCAL_PER_ANGSTROM) ** 2).sum())
-                    force_n += forces.numel()
+                    sums[2] += float((((forces - example.forces) * KJ_PER_NM_TO_KCAL_PER_ANGSTROM) ** 2).sum())
+                    sums[3] += forces.numel()
     network.train()
+    return sums
+
+
+def _metrics(sums: torch.Tensor) -> dict:
+    energy_sq, energy_n, force_sq, force_n = (float(value) for value in sums)
     return {"energy_rmse": math.sqrt(energy_sq / max(energy_n, 1)), "force_rmse": math.sqrt(force_sq / max(force_n, 1))}
+
+
+def validation_metrics(network, examples: list[Example], lj_table_tensors, batch_molecules: int = 32) -> dict:
+    """Pooled energy RMSE (mean-centred, kcal/mol) and force-component RMSE (kcal/mol/Å) over ``examples``."""
+    return _metrics(validation_sums(network, examples, lj_table_tensors, batch_molecules))
+
+
+@contextlib.contextmanager
+def distributed_from_environment():
+    """Under ``torchrun`` (WORLD_SIZE > 1): a gloo process group while the block runs (training runs on CPU)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+        yield
+        return
+    torch.distributed.init_process_group("gloo")
+    try:
+        yield
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if torch.distributed.is_initialized():
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+    return tensor
+
+
+def shard_loss(forward, chunk: list[Example], config: TrainingConfig, lj_table_tensors, rank: int = 0, world: int = 1):
+    """Loss of rank ``rank``'s shard (every ``world``-th molecule) of mini-batch ``chunk``, and the loss parts of ``chunk``.
+
+    The shard's parts are divided by the molecule counts of the whole ``chunk`` and the loss is
+    multiplied by ``world``: the average of the ranks' gradients (what DistributedDataParallel
+    computes) is then the gradient of ``chunk``'s loss in one process. The parts are summed over the ranks.
+    """
+    shard = chunk[rank::world]
+    # a rank without a molecule in this batch runs one with weight 0, to join the gradient all-reduce
+    loss, parts = batch_loss(forward, shard or chunk[:1], config, lj_table_tensors, counts=term_counts(chunk))
+    if world == 1:
+        return loss, parts
+    reduced = _all_reduce_sum(torch.tensor([parts[key] if shard else 0.0 for key in PARTS], dtype=torch.float64))
+    return loss * (world if shard else 0.0), dict(zip(PARTS, reduced.tolist()))
 
 
 def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: TrainingConfig | None = None,
@@ -186,10 +244,20 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
     ``data_paths``: paths or ``FILE[:LABELS[:WEIGHT]]`` specs (:func:`grappa_like.data.parse_data_spec`);
     a file's weight multiplies its molecules' loss terms. Resumes from ``checkpoint_path`` (default
     ``out_path + '.ckpt'``) if that file exists.
+
+    In an initialised ``torch.distributed`` process group of N ranks (``torchrun``, see
+    :func:`distributed_from_environment`) every rank reads all data and takes every N-th molecule of
+    each mini-batch; DistributedDataParallel averages the gradients, and each rank's loss is scaled
+    so that the average is the gradient of the whole mini-batch's loss, as in one process. Only rank
+    0 logs and writes the model and checkpoint files.
     """
     from tqdm.auto import tqdm
 
     config = config or TrainingConfig()
+    distributed = torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
+    if rank != 0:
+        log, progress = (lambda line: None), False
     checkpoint_path = checkpoint_path or out_path + ".ckpt"
     torch.manual_seed(config.seed)
     specs = [parse_data_spec(path) for path in data_paths]
@@ -230,6 +298,9 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
     else:
         random.seed(config.seed)
     tables = lj_tensors(lj_table)
+    forward = network
+    if distributed:
+        forward = torch.nn.parallel.DistributedDataParallel(network, find_unused_parameters=True)
 
     network.train()
     while state["epoch"] < config.epochs and state["epoch"] - state["best_epoch"] <= config.patience:
@@ -240,7 +311,7 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
                    disable=not progress, leave=False)
         for start in bar:
             chunk = [train_examples[i] for i in order[start:start + config.batch_molecules]]
-            loss, parts = batch_loss(network, chunk, config, tables)
+            loss, parts = shard_loss(forward, chunk, config, tables, rank, world)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), 10.0)
@@ -248,7 +319,7 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value * len(chunk)
             bar.set_postfix(force=f"{math.sqrt(parts['force']):.2f}")
-        metrics = validation_metrics(network, validation_examples, tables)
+        metrics = _metrics(_all_reduce_sum(validation_sums(network, validation_examples[rank::world], tables)))
         scheduler.step()
         state["epoch"] += 1
         train_parts = {key: value / len(order) for key, value in sums.items()}
@@ -260,11 +331,15 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
         if metrics["force_rmse"] < state["best_force_rmse"]:
             state.update(best_force_rmse=metrics["force_rmse"], best_epoch=state["epoch"],
                          best_state={k: v.detach().clone() for k, v in network.state_dict().items()})
-            _save_model(out_path, state, config, lj_table, validation_ids, specs, label_preference)
-        checkpoint = {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(), "state": state, "python_rng": random.getstate(),
-                      "torch_rng": torch.get_rng_state()}
-        atomic_write(checkpoint_path, lambda temporary: torch.save(checkpoint, temporary))
+            if rank == 0:
+                _save_model(out_path, state, config, lj_table, validation_ids, specs, label_preference)
+        if rank == 0:
+            checkpoint = {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "state": state, "python_rng": random.getstate(),
+                          "torch_rng": torch.get_rng_state()}
+            atomic_write(checkpoint_path, lambda temporary: torch.save(checkpoint, temporary))
+    if distributed:
+        torch.distributed.barrier()  # the other ranks return once rank 0's files are written
     return state
 
 

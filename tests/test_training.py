@@ -1,5 +1,6 @@
 """Training: a short run on a few molecules writes a loadable model, stores its split, and resumes."""
 
+import json
 import os
 
 import h5py
@@ -122,3 +123,96 @@ def test_fine_tuning_starts_from_the_model_and_refuses_a_leaky_split(tmp_path):
     with pytest.raises(ValueError, match="trained on .* validation split"):
         train([TRAIN_FILE], str(tmp_path / "leaky.pt"), read_gaff2_lj_table(), leaky, max_molecules=8,
               progress=False, log=lambda line: None)
+
+
+@needs_data
+@pytest.mark.skipif(not _has_gaff2(), reason="AmberTools' gaff2.dat not installed")
+def test_two_process_ddp_matches_one_process(tmp_path):
+    """``torchrun --nproc_per_node=2 grappa-like train`` gives the loss curve of one process (7 training molecules
+    in batches of 3: shards of 2 and 1, and a last batch of 1 that leaves rank 1 without a molecule)."""
+    import shutil
+    import subprocess
+    import sys
+
+    small = {"width": 16, "n_layers": 1, "head_hidden": 16, "attention_heads": 2}
+    reference = train([TRAIN_FILE], str(tmp_path / "one.pt"), read_gaff2_lj_table(),
+                      TrainingConfig(epochs=2, batch_molecules=3, model=small), max_molecules=8, progress=False,
+                      log=lambda line: None)
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    grappa_like = shutil.which("grappa-like", path=os.path.dirname(sys.executable))
+    out = tmp_path / "two.pt"
+    process = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", grappa_like, "train", "--data", TRAIN_FILE, "--out", str(out),
+         "--epochs", "2", "--batch-molecules", "3", "--max-molecules", "8", "--model-config", json.dumps(small),
+         "--no-progress"],
+        env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert process.stderr.count("epoch 1:") == 1  # only rank 0 logs
+    history = torch.load(str(out) + ".ckpt", weights_only=False)["state"]["history"]
+    assert len(history) == len(reference["history"]) == 2
+    for ours, theirs in zip(history, reference["history"]):
+        for key in theirs["train"]:
+            assert ours["train"][key] == pytest.approx(theirs["train"][key], rel=1e-4, abs=1e-7), key
+        for key in theirs["validation"]:
+            assert ours["validation"][key] == pytest.approx(theirs["validation"][key], rel=1e-4), key
+    assert model_file.load(str(out))["validation_molecules"] == model_file.load(str(tmp_path / "one.pt"))["validation_molecules"]
+
+
+GRADIENT_MOLECULES = ["capped_ALA", "capped_ARG", "capped_ASH", "capped_ASN", "capped_ASP"]
+
+
+def _gradient_setup():
+    """The same network and five prepared molecules in every process."""
+    from grappa_like.model import ForceFieldModel
+    from grappa_like.training import lj_tensors, prepare
+
+    lj_table = read_gaff2_lj_table()
+    torch.manual_seed(7)
+    network = ForceFieldModel({"width": 16, "n_layers": 1, "head_hidden": 16, "attention_heads": 2},
+                              lj_table.atomic_numbers)
+    examples = [prepare(record, lj_table) for record in read_records(TRAIN_FILE, mol_ids=GRADIENT_MOLECULES)]
+    return network, examples, TrainingConfig(), lj_tensors(lj_table)
+
+
+def _ddp_gradients(rank, world, init_file, out_path):
+    """One rank: DDP gradients of shard_loss for a batch of 5 molecules and for a batch of 1 (rank 1 gets none)."""
+    from grappa_like.training import shard_loss
+
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        network, examples, config, tables = _gradient_setup()
+        forward = torch.nn.parallel.DistributedDataParallel(network, find_unused_parameters=True)
+        results = []
+        for chunk in (examples, examples[:1]):
+            network.zero_grad()
+            loss, parts = shard_loss(forward, chunk, config, tables, rank, world)
+            loss.backward()
+            results.append(({name: p.grad.clone() for name, p in network.named_parameters() if p.grad is not None},
+                            parts))
+        if rank == 0:
+            torch.save(results, out_path)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@needs_data
+@pytest.mark.skipif(not _has_gaff2(), reason="AmberTools' gaff2.dat not installed")
+def test_ddp_gradient_equals_one_process_gradient(tmp_path):
+    """The DDP-averaged gradient of the shards is the one-process gradient of the whole batch (not half, not
+    weighted by shard size), and the reported loss parts are the whole batch's."""
+    from grappa_like.training import batch_loss
+
+    out_path = tmp_path / "gradients.pt"
+    torch.multiprocessing.spawn(_ddp_gradients, args=(2, str(tmp_path / "rendezvous"), str(out_path)), nprocs=2)
+    distributed = torch.load(out_path, weights_only=False)
+    network, examples, config, tables = _gradient_setup()
+    for chunk, (gradients, parts) in zip((examples, examples[:1]), distributed):
+        network.zero_grad()
+        loss, reference_parts = batch_loss(network, chunk, config, tables)
+        loss.backward()
+        assert parts == pytest.approx(reference_parts, rel=1e-5, abs=1e-9)
+        reference = {name: p.grad for name, p in network.named_parameters() if p.grad is not None}
+        assert set(gradients) == set(reference)
+        for name, gradient in reference.items():
+            assert torch.allclose(gradients[name], gradient, rtol=1e-4, atol=1e-5), name

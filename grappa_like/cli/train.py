@@ -14,7 +14,9 @@ def add_parser(subparsers) -> None:
         "train", help="train a model on QM HDF5 files",
         description="Train a grappa_like model on QM data (grappa_like-qm-v1 HDF5, SPICE HDF5 or Grappa npz). "
                     "The best model (lowest validation force RMSE) is written to --out whenever it improves; a "
-                    "checkpoint <out>.ckpt is written every epoch and the run resumes from it when started again.")
+                    "checkpoint <out>.ckpt is written every epoch and the run resumes from it when started again. "
+                    "Under torchrun --nproc_per_node=N the N processes share each mini-batch (DistributedDataParallel, "
+                    "gloo) and give the loss curve of one process; only rank 0 writes files and logs.")
     parser.add_argument("--data", nargs="+", required=True, metavar="FILE[:LABELS[:WEIGHT]]",
                         help="QM data files, each optionally with its own label preference (comma-separated, "
                              "first present wins; default --labels) and a loss weight (default 1), e.g. "
@@ -45,7 +47,7 @@ def run(args) -> int:
     from grappa_like import errors
     from grappa_like.data import parse_data_spec
     from grappa_like.lj_types import read_gaff2_lj_table
-    from grappa_like.training import TrainingConfig, train
+    from grappa_like.training import TrainingConfig, distributed_from_environment, train
 
     log = logging.getLogger("grappa_like.train").info
     try:
@@ -60,12 +62,15 @@ def run(args) -> int:
                             init_from=args.init_from,
                             model=json.loads(args.model_config))
     try:
-        state = train(specs, args.out, read_gaff2_lj_table(args.gaff2_dat), config,
-                      label_preference=tuple(args.labels.split(",")), max_molecules=args.max_molecules,
-                      progress=not args.no_progress, log=log)
+        with distributed_from_environment():
+            state = train(specs, args.out, read_gaff2_lj_table(args.gaff2_dat), config,
+                          label_preference=tuple(args.labels.split(",")), max_molecules=args.max_molecules,
+                          progress=not args.no_progress, log=log)
     except errors.DataFileError as error:
         logging.getLogger("grappa_like.train").error(f"error: {error}")
         return 2
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     log(f"best validation force RMSE {state['best_force_rmse']:.3f} kcal/mol/Å at epoch {state['best_epoch']}; "
         f"model written to {os.path.abspath(args.out)}")
     return 0
