@@ -274,7 +274,7 @@ def test_library_manifest_has_the_score_and_warns(flagged_model_path, tmp_path, 
     smi.write_text("".join(f"{smiles} {name}\n" for name, smiles in molecules.items()))
     out = tmp_path / "library"
     with caplog.at_level("INFO", logger="grappa_like"):
-        assert main(["parameterize", str(smi), "-o", str(out), "--model", path, "--library"]) == 0
+        assert main(["parameterize", str(smi), "-o", str(out), "--model", path, "--library", "--ood-score"]) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and flagged in warnings[0] and "out of domain" in warnings[0]
     assert any("1 above the OOD threshold" in r.getMessage() for r in caplog.records)

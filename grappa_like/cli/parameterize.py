@@ -67,11 +67,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--total-charge", type=int, default=None,
                         help="expected total charge (e) of every molecule; a record whose formal charges add up "
                              "to something else fails with ChargeMismatchError")
-    parser.add_argument("--no-ood-score", action="store_true",
-                        help="skip the out-of-domain score. By default, when the model file holds an ensemble, "
-                             "each molecule gets a score (spread of the ensemble's MM forces on 3 conformers, "
-                             "kcal/mol/Å; ~0.1 s per molecule), a warning when it exceeds the model's threshold, "
-                             "and a line in OUT/ood_scores.tsv (see docs/benchmarks.md)")
+    parser.add_argument("--ood-score", action=argparse.BooleanOptionalAction, default=None,
+                        help="out-of-domain score (model files with an ensemble only): spread of the ensemble's "
+                             "MM forces on 3 conformers, kcal/mol/Å, ~0.1 s per molecule; a warning naming each "
+                             "molecule above the model's threshold, and a column in OUT/ood_scores.tsv or the "
+                             "library manifest (see docs/benchmarks.md). Default: on, except in library mode, "
+                             "where it would cost ~10x the parameterization itself")
     parser.add_argument("--report", action="store_true",
                         help="also write an HTML report of each molecule next to its output (<output stem>.html; "
                              "see grappa-like report --help; adds torsion scans and a short MD per molecule)")
@@ -202,7 +203,7 @@ def run_library(args) -> int:
         return 2
     options = dict(model=model, output_format=args.format, batch_size=args.batch_size, progress=True,
                    max_atoms=args.max_atoms, total_charge=args.total_charge, log=log,
-                   ood_score=bool(model.members) and not args.no_ood_score)
+                   ood_score=bool(model.members) and bool(args.ood_score))
     try:
         if args.workers or args.scheduler:
             from grappa_like.cluster import connect
@@ -246,7 +247,7 @@ def run(args) -> int:
         return 2
 
     good = [item for _, _, item in records if not isinstance(item, Exception)]
-    score = bool(model.members) and not args.no_ood_score
+    score = bool(model.members) and args.ood_score is not False
     results = iter(parameterize(good, model=model, progress=sys.stderr.isatty(), total_charge=args.total_charge,
                                 ood_score=score))
     outcomes = []  # (record name, input, Result or error)
