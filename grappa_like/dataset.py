@@ -41,6 +41,7 @@ from grappa_like import errors
 from grappa_like.data import LAYOUT
 from grappa_like.fileio import atomic_write, atomic_write_text
 from grappa_like.labelers import Labeler, LabelerRejectedError, LabelerSpec
+from grappa_like.molecule import with_positions
 
 log = logging.getLogger(__name__)
 
@@ -247,12 +248,8 @@ def torsion_drives(mol: Chem.Mol, max_torsions: int) -> list[tuple[int, int, int
 
 def _drive(mol: Chem.Mol, surface: _ClassicalSurface, start: np.ndarray, dihedral, recipe: ConformerRecipe):
     """(positions Å, kind) of a constrained scan of ``dihedral`` from ``start``, relaxed on the classical surface."""
-    work = Chem.Mol(mol)
-    work.RemoveAllConformers()
-    conformer = Chem.Conformer(work.GetNumAtoms())
-    for index, xyz in enumerate(start):
-        conformer.SetAtomPosition(index, xyz.tolist())
-    conformer_id = work.AddConformer(conformer, assignId=True)
+    work = with_positions(mol, start)
+    conformer_id = 0
     results = []
     for point in range(recipe.torsion_points):
         degrees = -180.0 + point * 360.0 / recipe.torsion_points
@@ -474,12 +471,7 @@ def _add_am1bcc(group: dict, mol: Chem.Mol, positions: np.ndarray, total_charge:
     minimum, or a note why they are absent."""
     from grappa_like.baselines import AmberToolsError, AmberToolsNotFoundError, gaff2_am1bcc_charges_and_types
 
-    with_conformer = Chem.Mol(mol)
-    with_conformer.RemoveAllConformers()
-    conformer = Chem.Conformer(mol.GetNumAtoms())
-    for index, xyz in enumerate(positions):
-        conformer.SetAtomPosition(index, xyz.tolist())
-    with_conformer.AddConformer(conformer, assignId=True)
+    with_conformer = with_positions(mol, positions)
     try:
         charges, types = gaff2_am1bcc_charges_and_types(with_conformer, total_charge, task.mol_id,
                                                         timeout_s=settings.am1bcc_timeout_s, optimize_geometry=False)

@@ -362,7 +362,7 @@ def ffxml_string(molecule, parameters: Parameters, residue_name: str | None = No
             terms.append(f'periodicity{n}="{n}" phase{n}="{_number(phase)}" k{n}="{_number(abs(kappa))}"')
         return " ".join(terms)
 
-    out = [f"<ForceField>",
+    out = ["<ForceField>",
            f"  <!-- grappa_like parameters of {_xml_comment(molecule.name)}; SMILES {_xml_comment(molecule.smiles)} -->",
            "  <AtomTypes>"]
     for type_name, symbol, mass in zip(types, symbols, masses):

@@ -25,6 +25,8 @@ import math
 import numpy as np
 from rdkit import Chem
 
+from grappa_like.molecule import with_positions
+
 TEMPERATURE_K = 300.0
 FRICTION_PER_PS = 1.0
 SAMPLE_EVERY_PS = 0.1
@@ -85,13 +87,7 @@ def signed_volumes(positions: np.ndarray, centres) -> np.ndarray:
 
 def cip_labels(mol: Chem.Mol, positions: np.ndarray) -> dict[int, str]:
     """CIP labels (R/S) of the stereocentres of ``mol`` placed at ``positions`` (Å), from 3D."""
-    copy = Chem.Mol(mol)
-    copy.RemoveAllConformers()
-    conformer = Chem.Conformer(copy.GetNumAtoms())
-    for index, xyz in enumerate(positions):
-        conformer.SetAtomPosition(index, xyz.tolist())
-    conformer.Set3D(True)
-    copy.AddConformer(conformer)
+    copy = with_positions(mol, positions)
     Chem.AssignStereochemistryFrom3D(copy, replaceExistingTags=True)
     return {atom.GetIdx(): atom.GetProp("_CIPCode") for atom in copy.GetAtoms() if atom.HasProp("_CIPCode")}
 

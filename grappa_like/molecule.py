@@ -132,6 +132,18 @@ class Molecule:
         return mol.GetConformer().GetPositions()
 
 
+def with_positions(mol: Chem.Mol, positions) -> Chem.Mol:
+    """A copy of ``mol`` whose only conformer (3D, id 0) has the given positions (Å)."""
+    copy = Chem.Mol(mol)
+    copy.RemoveAllConformers()
+    conformer = Chem.Conformer(copy.GetNumAtoms())
+    for index, xyz in enumerate(np.asarray(positions, dtype=np.float64)):
+        conformer.SetAtomPosition(index, xyz.tolist())
+    conformer.Set3D(True)
+    copy.AddConformer(conformer, assignId=True)
+    return copy
+
+
 def validate(mol: Chem.Mol, name: str, max_atoms: int = DEFAULT_MAX_ATOMS) -> None:
     """Raise a typed :class:`errors.MoleculeInputError` naming ``name`` if ``mol`` is not acceptable."""
     n_atoms = mol.GetNumAtoms()
@@ -359,12 +371,7 @@ def _from_skeleton(skeleton: Chem.Mol, template: Chem.Mol, name: str, positions,
         )
     mol = Chem.RenumberAtoms(template, list(match))
     if positions is not None:
-        conformer = Chem.Conformer(mol.GetNumAtoms())
-        for index, xyz in enumerate(np.asarray(positions, dtype=np.float64)):
-            conformer.SetAtomPosition(index, xyz.tolist())
-        conformer.Set3D(True)
-        mol.RemoveAllConformers()
-        mol.AddConformer(conformer, assignId=True)
+        mol = with_positions(mol, positions)
         with rdkit_messages():
             Chem.AssignStereochemistryFrom3D(mol)
     return _finish(mol, name, positions, max_atoms)

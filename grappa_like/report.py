@@ -29,6 +29,7 @@ from rdkit.Chem import rdMolDescriptors
 
 from grappa_like import errors
 from grappa_like.fileio import atomic_write_text
+from grappa_like.molecule import with_positions
 from grappa_like.parameters import Parameters
 from grappa_like.units import KJ_TO_KCAL
 
@@ -262,12 +263,7 @@ def _gaff2_system(molecule, start_positions: np.ndarray, notes: list[str]):
     if not baselines.ambertools_available():
         notes.append("GAFF2 not shown: AmberTools (antechamber, sqm, parmchk2, tleap) is not installed.")
         return None
-    mol = Chem.Mol(molecule.rdkit_mol)
-    mol.RemoveAllConformers()
-    conformer = Chem.Conformer(mol.GetNumAtoms())
-    for index, xyz in enumerate(start_positions):
-        conformer.SetAtomPosition(index, xyz.tolist())
-    mol.AddConformer(conformer, assignId=True)
+    mol = with_positions(molecule.rdkit_mol, start_positions)
     try:
         system = baselines.gaff2_am1bcc_system(mol, name=molecule.name)
     except (baselines.AmberToolsError, baselines.AmberToolsNotFoundError, ValueError) as error:

@@ -18,21 +18,13 @@ import os
 import sys
 
 from grappa_like import errors
+from grappa_like.cli.common import whole_number_at_least
 from grappa_like.cli.report import add_report_arguments, write_report_next_to
 from grappa_like.fileio import UniqueNamer, atomic_write, atomic_write_text
 
 EXTENSIONS = {"openmm": ".xml", "ffxml": ".ffxml", "gromacs": ".top", "amber": ".prmtop"}
 log = logging.getLogger("grappa_like.parameterize")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+POSITIVE_INT = whole_number_at_least(1)
 
 
 def _one_line(error) -> str:
@@ -55,7 +47,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("-o", "--output", required=True, help="output file (one molecule) or folder (several)")
     parser.add_argument("--format", choices=sorted(EXTENSIONS), default="openmm", help="output format (default openmm)")
     parser.add_argument("--model", default=None, help="model file (default: the shipped models/grappa-like-v1.pt)")
-    parser.add_argument("--max-atoms", type=_positive_int, default=None,
+    parser.add_argument("--max-atoms", type=POSITIVE_INT, default=None,
                         help="largest molecule accepted, hydrogens included (default 1000 atoms)")
     parser.add_argument("--forcefield", nargs="+", default=None, metavar="XML",
                         help="re-parameterize mode: build the System of the PDB input with these OpenMM force "
@@ -81,10 +73,10 @@ def add_parser(subparsers) -> None:
                              "OUT/<shard>/<name>.<ext> (shard: first 2 hex characters of sha256(name)) and "
                              "OUT/manifest.tsv as each record is done; rerunning the same command resumes "
                              "after a kill (see docs/library.md)")
-    parser.add_argument("--batch-size", type=_positive_int, default=64,
+    parser.add_argument("--batch-size", type=POSITIVE_INT, default=64,
                         help="library mode: records parameterized per batch (default 64; with Dask, one task each)")
     cluster = parser.add_mutually_exclusive_group()
-    cluster.add_argument("--workers", type=_positive_int, default=None, metavar="K",
+    cluster.add_argument("--workers", type=POSITIVE_INT, default=None, metavar="K",
                          help="library mode on a Dask LocalCluster of K one-thread worker processes on this "
                               "machine (implies --library; default: everything in this process)")
     cluster.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",

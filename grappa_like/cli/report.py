@@ -11,21 +11,10 @@ import logging
 import os
 
 from grappa_like import errors
+from grappa_like.cli.common import whole_number_at_least
 from grappa_like.report import DEFAULT_MAX_SCANS, DEFAULT_MD_TIME_PS, DEFAULT_SCAN_POINTS
 
 log = logging.getLogger("grappa_like.report")
-
-
-def _count(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-    return parse
 
 
 def _time_ps(text: str) -> float:
@@ -41,10 +30,10 @@ def _time_ps(text: str) -> float:
 def add_report_arguments(parser) -> None:
     """The options of the HTML report (shared by ``report`` and ``parameterize --report``)."""
     group = parser.add_argument_group("HTML report options")
-    group.add_argument("--scan-points", type=_count(4), default=DEFAULT_SCAN_POINTS,
+    group.add_argument("--scan-points", type=whole_number_at_least(4), default=DEFAULT_SCAN_POINTS,
                        help=f"dihedral values per torsion scan (default {DEFAULT_SCAN_POINTS}, i.e. every "
                             f"{360 // DEFAULT_SCAN_POINTS}°)")
-    group.add_argument("--max-scans", type=_count(0), default=DEFAULT_MAX_SCANS,
+    group.add_argument("--max-scans", type=whole_number_at_least(0), default=DEFAULT_MAX_SCANS,
                        help=f"rotatable bonds scanned at most (default {DEFAULT_MAX_SCANS}; 0: no scans)")
     group.add_argument("--no-qm", action="store_true",
                        help="leave out the GFN2-xTB reference curves (tblite single points)")
