@@ -489,7 +489,7 @@ def run(model_path: str | None, n_molecules: int, time_ps: float, timestep_fs: f
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None, help="model file (default: the shipped models/grappa-like-v1.pt)")
+    parser.add_argument("--model", default=None, help="model file (default: $GRAPPA_LIKE_MODEL, else the shipped model in models/)")
     parser.add_argument("--n-molecules", type=int, default=100)
     parser.add_argument("--time-ps", type=float, default=100.0, help="simulated time per molecule (ps)")
     parser.add_argument("--timestep-fs", type=float, default=1.0)

@@ -101,3 +101,39 @@ def test_pooled_weights_groups_by_conformations():
     summary = pooled(groups, "m")
     assert summary["energy_rmse"] == pytest.approx(np.sqrt((1 + 27) / 4))
     assert summary["force_rmse"] == pytest.approx(2.0)
+
+
+def test_evaluate_split_model_takes_the_other_models_validation_molecules(tmp_path, synthetic, random_payload):
+    import json
+
+    from grappa_like import model_file
+    from grappa_like.cli import main
+
+    path = tmp_path / "own.h5"
+    _write_qm_file(path, synthetic)
+    evaluated, splitter = tmp_path / "evaluated.pt", tmp_path / "splitter.pt"
+    model_file.save(str(evaluated), dict(random_payload, validation_molecules=["ethanol"]))
+    model_file.save(str(splitter), dict(random_payload, validation_molecules=["acetate"]))
+    counts = {}
+    for name, extra in (("own", []), ("other", ["--split-model", str(splitter)])):
+        prefix = tmp_path / name
+        assert main(["evaluate", "--model", str(evaluated), "--data", f"{path}:dft", "--split", "validation",
+                     "--baselines", "", "-o", str(prefix), *extra]) == 0
+        result = json.loads((tmp_path / f"{name}.json").read_text())
+        counts[name] = sorted({row["mol_id"] for row in _molecule_rows(result)}), result["split"]
+    assert counts["own"] == (["ethanol"], "validation")
+    assert counts["other"] == (["acetate"], "validation of splitter.pt")
+
+
+def _molecule_rows(result):
+    """Every per-molecule row of an evaluate JSON, whatever the nesting by group and method."""
+    rows, stack = [], [result["per_molecule"]]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict) and "mol_id" in item:
+            rows.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return rows

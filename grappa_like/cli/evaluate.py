@@ -22,6 +22,9 @@ def add_parser(subparsers) -> None:
                              "its own label preference, e.g. spice.h5:dft (a weight is accepted and ignored here)")
     parser.add_argument("--split", choices=["validation", "all"], default="all",
                         help="'validation': only the molecules stored as the model's validation split")
+    parser.add_argument("--split-model", default=None, metavar="MODEL",
+                        help="with --split validation: take the validation molecules from this model file instead "
+                             "(to compare two models on the same molecules)")
     parser.add_argument("--labels", default="ani2x,gfn2,dft",
                         help="label preference for files given without their own (default ani2x,gfn2,dft)")
     parser.add_argument("--baselines", default="gaff2",
@@ -41,7 +44,12 @@ def run(args) -> int:
     model = load_model_or_report(args.model, log)
     if model is None:
         return 2
-    wanted = set(model.metadata.get("validation_molecules", [])) if args.split == "validation" else None
+    wanted = None
+    if args.split == "validation":
+        split_model = load_model_or_report(args.split_model, log) if args.split_model else model
+        if split_model is None:
+            return 2
+        wanted = set(split_model.metadata.get("validation_molecules", []))
     try:
         specs = [parse_data_spec(text) for text in args.data]
         records = [r for r, _ in read_data(specs, tuple(args.labels.split(",")))
@@ -58,7 +66,7 @@ def run(args) -> int:
                                on_error=lambda mol_id, method, error: log.warning(f"{method} failed on {mol_id}: {error}"))
     results["model"] = {"path": os.path.abspath(model.path or ""), "sha256": model.checksum}
     results["data"] = [os.path.abspath(spec.path) for spec in specs]
-    results["split"] = args.split
+    results["split"] = args.split if not args.split_model else f"validation of {os.path.basename(args.split_model)}"
     table = markdown_table(results["groups"], ("grappa_like", *baselines))
     lines = [table, f"Charge RMSE vs AM1-BCC: {_fmt(results['charges']['rmse_vs_am1bcc'])} e "
              f"({results['charges']['atoms']} atoms); LJ-type accuracy vs GAFF2: "

@@ -46,7 +46,7 @@ def add_parser(subparsers) -> None:
                         help="a SMILES to parameterize (repeatable); with a PDB input: the SMILES giving its bond orders")
     parser.add_argument("-o", "--output", required=True, help="output file (one molecule) or folder (several)")
     parser.add_argument("--format", choices=sorted(EXTENSIONS), default="openmm", help="output format (default openmm)")
-    parser.add_argument("--model", default=None, help="model file (default: the shipped models/grappa-like-v1.pt)")
+    parser.add_argument("--model", default=None, help="model file (default: $GRAPPA_LIKE_MODEL, else the shipped model in models/)")
     parser.add_argument("--max-atoms", type=POSITIVE_INT, default=None,
                         help="largest molecule accepted, hydrogens included (default 1000 atoms)")
     parser.add_argument("--forcefield", nargs="+", default=None, metavar="XML",

@@ -80,7 +80,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("-o", "--output", required=True, help="the HTML file to write")
     parser.add_argument("--name", default=None,
                         help="name shown in the report (default: the record's title; mol1 for --smiles)")
-    parser.add_argument("--model", default=None, help="model file (default: the shipped models/grappa-like-v1.pt)")
+    parser.add_argument("--model", default=None, help="model file (default: $GRAPPA_LIKE_MODEL, else the shipped model in models/)")
     add_report_arguments(parser)
 
 
