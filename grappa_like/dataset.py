@@ -27,7 +27,9 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -55,6 +57,10 @@ DEFAULT_SEED = 20261125
 
 class ConformerError(errors.GrappaLikeError, RuntimeError):
     """Conformations could not be made for a molecule (embedding failed, MD blew up)."""
+
+
+class MoleculeTimeoutError(errors.GrappaLikeError, TimeoutError):
+    """Building one molecule took longer than its time limit (``--molecule-timeout``)."""
 
 
 class DatasetBuildError(errors.GrappaLikeError):
@@ -333,6 +339,7 @@ class BuildSettings:
     subset: str = ""
     am1bcc: bool = True               # AM1-BCC charges + GAFF2 types through AmberTools, when installed
     am1bcc_timeout_s: float = 600.0
+    molecule_timeout_s: float = 1800.0  # wall-clock limit per molecule; 0: none
     extra_labelers: tuple = ()        # more LabelerSpecs, optional per molecule
 
     def make_labelers(self) -> list[tuple[str, Labeler]]:
@@ -692,11 +699,35 @@ def _run_task(task: MoleculeTask, settings: BuildSettings, parts_path: str, attr
     """Build one molecule and write its part; ("done", mol_id, seconds, dropped) or ("failed", failure tuple)."""
     labelers = labelers or _WORKER_LABELERS
     try:
-        group = build_molecule(task, settings, labelers)
+        with _time_limit(settings.molecule_timeout_s):
+            group = build_molecule(task, settings, labelers)
         write_part(os.path.join(parts_path, f"{task.mol_id}.h5"), task.mol_id, group, attrs)
         return "done", task.mol_id, group["attrs"]["build_seconds"], group["attrs"].get("dropped_conformations")
     except Exception as error:  # one molecule's failure never stops the batch
         return "failed", (task.mol_id, task.smiles, type(error).__name__, _one_line(error))
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Raise MoleculeTimeoutError in this (main) thread after ``seconds`` of wall time.
+
+    A SIGALRM timer: it interrupts Python code (the conformer, drive and labelling loops) between
+    calls, not inside one long C++ call. Without SIGALRM or off the main thread it does nothing.
+    """
+    if not seconds or not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise MoleculeTimeoutError(f"took more than {seconds:g} s (--molecule-timeout)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def read_inputs(path: str) -> tuple[list[MoleculeTask], list[tuple[str, str, str, str]]]:

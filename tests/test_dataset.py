@@ -225,6 +225,38 @@ def test_failed_rows_are_dropped_and_rejected_molecules_listed(tmp_path):
         build_dataset(str(smiles_file), str(tmp_path / "out.h5"), other, progress=False)
 
 
+@dataclass(frozen=True)
+class _SlowSpec(LabelerSpec):
+    """A LabelerSpec whose labeler takes 10 s per conformation of a molecule with nitrogen."""
+
+    def make(self):
+        return _SlowLabeler()
+
+
+class _SlowLabeler(_FlakyLabeler):
+    def check(self, atomic_numbers, total_charge, formal_charges=None, bonds=()):
+        self.slow = 7 in list(atomic_numbers)
+
+    def single_point(self, atomic_numbers, positions, total_charge):
+        if self.slow:
+            time.sleep(10)
+        centred = positions - positions.mean(0)
+        return float((centred ** 2).sum()), -2.0 * centred
+
+
+def test_a_molecule_over_its_time_limit_fails_and_the_build_goes_on(tmp_path):
+    smiles_file = tmp_path / "in.smi"
+    smiles_file.write_text("CN methylamine\nC methane\n")
+    settings = BuildSettings(labeler=_SlowSpec("gfn2"), recipe=ConformerRecipe(conformations=3, torsion_points=0),
+                             am1bcc=False, molecule_timeout_s=1.0)
+    started = time.monotonic()
+    report = build_dataset(str(smiles_file), str(tmp_path / "out.h5"), settings, progress=False)
+    assert time.monotonic() - started < 8
+    assert report.written == ["methane"]
+    assert [(f[0], f[2]) for f in report.failures] == [("methylamine", "MoleculeTimeoutError")]
+    assert "--molecule-timeout" in report.failures[0][3]
+
+
 def _cli(*arguments):
     environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     entry = "import sys; from grappa_like.cli import main; sys.exit(main(sys.argv[1:]))"

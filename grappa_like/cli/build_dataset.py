@@ -61,6 +61,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-am1bcc", action="store_true", help="skip AM1-BCC charges and GAFF2 types")
     parser.add_argument("--am1bcc-timeout", type=float, default=600.0,
                         help="seconds allowed per antechamber run (default 600)")
+    parser.add_argument("--molecule-timeout", type=float, default=1800.0,
+                        help="seconds of wall time allowed per molecule; a molecule over it fails with "
+                             "MoleculeTimeoutError and the build goes on (default 1800; 0: no limit)")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes, one thread each (default 1: everything in this process, with "
                              "OMP_NUM_THREADS threads, 1 unless set)")
@@ -96,7 +99,8 @@ def run(args) -> int:
         return 2
     subset = args.subset if args.subset is not None else os.path.splitext(os.path.basename(args.smiles_file))[0]
     settings = BuildSettings(labeler=specs[0], extra_labelers=tuple(specs[1:]), recipe=recipe, label=args.label, seed=args.seed, subset=subset,
-                             am1bcc=not args.no_am1bcc, am1bcc_timeout_s=args.am1bcc_timeout)
+                             am1bcc=not args.no_am1bcc, am1bcc_timeout_s=args.am1bcc_timeout,
+                             molecule_timeout_s=args.molecule_timeout)
     output_folder = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(output_folder, exist_ok=True)
     try:
