@@ -195,8 +195,13 @@ class _FlakyLabeler(Labeler):
         self.calls += 1
         if self.calls == 3:
             raise LabelerFailedError("SCF not converged (on purpose)")
-        centred = positions - positions.mean(0)
-        return float((centred ** 2).sum()), -2.0 * centred
+        return _harmonic(positions)
+
+
+def _harmonic(positions):
+    """Energy and forces of a harmonic well around the centroid."""
+    centred = positions - positions.mean(0)
+    return float((centred ** 2).sum()), -2.0 * centred
 
 
 def test_failed_rows_are_dropped_and_rejected_molecules_listed(tmp_path):
@@ -240,8 +245,7 @@ class _SlowLabeler(_FlakyLabeler):
     def single_point(self, atomic_numbers, positions, total_charge):
         if self.slow:
             time.sleep(10)
-        centred = positions - positions.mean(0)
-        return float((centred ** 2).sum()), -2.0 * centred
+        return _harmonic(positions)
 
 
 def test_a_molecule_over_its_time_limit_fails_and_the_build_goes_on(tmp_path):
