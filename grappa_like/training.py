@@ -43,7 +43,8 @@ class TrainingConfig:
     torsion_prior_weight: float = 1e-3
     patience: int = 20
     validation_fraction: float = 0.1
-    seed: int = 20261125
+    seed: int = 20261125          # validation split (and train_fraction subset)
+    init_seed: int | None = None  # initial weights and batch order; None: ``seed`` (ensemble members differ here)
     train_fraction: float = 1.0   # < 1: a seeded subset of the training molecules (learning curves)
     init_from: str | None = None  # model file whose network weights start the run (fine-tuning)
     model: dict = field(default_factory=dict)
@@ -259,7 +260,8 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
     if rank != 0:
         log, progress = (lambda line: None), False
     checkpoint_path = checkpoint_path or out_path + ".ckpt"
-    torch.manual_seed(config.seed)
+    init_seed = config.seed if config.init_seed is None else config.init_seed
+    torch.manual_seed(init_seed)
     specs = [parse_data_spec(path) for path in data_paths]
     weighted = read_data(specs, label_preference)
     if max_molecules:
@@ -296,7 +298,7 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
         torch.set_rng_state(checkpoint["torch_rng"])
         log(f"resumed from {checkpoint_path} at epoch {state['epoch']}")
     else:
-        random.seed(config.seed)
+        random.seed(init_seed)
     tables = lj_tensors(lj_table)
     forward = network
     if distributed:

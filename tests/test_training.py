@@ -216,3 +216,18 @@ def test_ddp_gradient_equals_one_process_gradient(tmp_path):
         assert set(gradients) == set(reference)
         for name, gradient in reference.items():
             assert torch.allclose(gradients[name], gradient, rtol=1e-4, atol=1e-5), name
+
+
+@needs_data
+@pytest.mark.skipif(not _has_gaff2(), reason="AmberTools' gaff2.dat not installed")
+def test_init_seed_changes_the_weights_not_the_split(tmp_path):
+    small = {"width": 16, "n_layers": 1, "head_hidden": 16, "attention_heads": 2}
+    payloads = []
+    for init_seed in (1, 2):
+        out = str(tmp_path / f"seed{init_seed}.pt")
+        config = TrainingConfig(epochs=1, batch_molecules=4, validation_fraction=0.25, init_seed=init_seed, model=small)
+        train([TRAIN_FILE], out, read_gaff2_lj_table(), config, max_molecules=8, progress=False, log=lambda line: None)
+        payloads.append(model_file.load(out))
+    assert payloads[0]["validation_molecules"] == payloads[1]["validation_molecules"]
+    assert not all(torch.equal(payloads[0]["state_dict"][name], payloads[1]["state_dict"][name])
+                   for name in payloads[0]["state_dict"])

@@ -31,6 +31,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--init-from", default=None, metavar="MODEL",
                         help="start from this model's network weights (fine-tuning); refused if it trained on a "
                              "molecule of this run's validation split")
+    parser.add_argument("--init-seed", type=int, default=None,
+                        help="seed of the initial weights and batch order (default: the split seed); the "
+                             "validation split stays the same, so models of several init seeds form an ensemble")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam L2 weight decay (default 0)")
     parser.add_argument("--batch-molecules", type=int, default=16, help="molecules per optimizer step (16)")
     parser.add_argument("--learning-rate", type=float, default=5e-4, help="peak learning rate (5e-4)")
     parser.add_argument("--labels", default="ani2x,gfn2",
@@ -59,7 +63,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     config = TrainingConfig(epochs=args.epochs, patience=args.patience, batch_molecules=args.batch_molecules,
                             learning_rate=args.learning_rate, train_fraction=args.train_fraction,
-                            init_from=args.init_from,
+                            init_from=args.init_from, init_seed=args.init_seed, weight_decay=args.weight_decay,
                             model=json.loads(args.model_config))
     try:
         with distributed_from_environment():
