@@ -18,7 +18,7 @@ from grappa_like.molecule import DEFAULT_MAX_ATOMS, Molecule, check_total_charge
 from grappa_like.parameters import Parameters
 from grappa_like.writers import to_openmm_system
 
-DEFAULT_MODEL_NAME = "grappa-like-v1.pt"
+DEFAULT_MODEL_NAME = "grappa-like-v2.pt"
 # Largest batch (atoms) of one forward pass. 0: every molecule runs through the network alone, so its
 # parameters are bit-for-bit independent of which other molecules are parameterized with it (float32
 # matrix products round differently for different batch shapes). Batching is ~2x faster at inference.
@@ -26,7 +26,7 @@ INFERENCE_BATCH_ATOMS = 0
 
 
 def default_model_path() -> str:
-    """$GRAPPA_LIKE_MODEL if set, else the shipped ``models/grappa-like-v1.pt`` of this checkout."""
+    """$GRAPPA_LIKE_MODEL if set, else the shipped ``models/grappa-like-v2.pt`` of this checkout."""
     if os.environ.get("GRAPPA_LIKE_MODEL"):
         return os.environ["GRAPPA_LIKE_MODEL"]
     return str(Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME)
