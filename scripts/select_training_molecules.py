@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 import h5py
-from rdkit import Chem, DataStructs, RDLogger
+from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 from rdkit.Chem.MolStandardize import rdMolStandardize
 from rdkit.SimDivFilters import rdSimDivPickers

@@ -197,16 +197,25 @@ def flagged_model_path(lj_table, main_state, tmp_path):
     return str(path), {high: molecules[high], low: molecules[low]}
 
 
+def _smiles_file(folder, molecules: dict):
+    path = folder / "in.smi"
+    path.write_text("".join(f"{smiles} {name}\n" for name, smiles in molecules.items()))
+    return path
+
+
+def _assert_one_warning_naming(name: str, caplog) -> None:
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and name in warnings[0] and "out of domain" in warnings[0]
+
+
 def test_cli_warns_above_the_threshold_and_writes_the_scores(flagged_model_path, tmp_path, caplog):
     path, molecules = flagged_model_path
     flagged, unflagged = molecules
-    smi = tmp_path / "in.smi"
-    smi.write_text("".join(f"{smiles} {name}\n" for name, smiles in molecules.items()))
+    smi = _smiles_file(tmp_path, molecules)
     out = tmp_path / "out"
     with caplog.at_level("WARNING", logger="grappa_like"):
         assert main(["parameterize", str(smi), "-o", str(out), "--model", path]) == 0
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1 and flagged in warnings[0] and "out of domain" in warnings[0]
+    _assert_one_warning_naming(flagged, caplog)
     lines = (out / "ood_scores.tsv").read_text().splitlines()
     assert lines[0].split("\t") == ["record", "file", "ood_score_kcal_per_mol_angstrom", "threshold", "above_threshold"]
     rows = {line.split("\t")[0]: line.split("\t") for line in lines[1:]}
@@ -270,13 +279,11 @@ def test_assemble_script_sets_the_threshold_from_validation_molecules(lj_table, 
 def test_library_manifest_has_the_score_and_warns(flagged_model_path, tmp_path, caplog):
     path, molecules = flagged_model_path
     flagged, unflagged = molecules
-    smi = tmp_path / "in.smi"
-    smi.write_text("".join(f"{smiles} {name}\n" for name, smiles in molecules.items()))
+    smi = _smiles_file(tmp_path, molecules)
     out = tmp_path / "library"
     with caplog.at_level("INFO", logger="grappa_like"):
         assert main(["parameterize", str(smi), "-o", str(out), "--model", path, "--library", "--ood-score"]) == 0
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1 and flagged in warnings[0] and "out of domain" in warnings[0]
+    _assert_one_warning_naming(flagged, caplog)
     assert any("1 above the OOD threshold" in r.getMessage() for r in caplog.records)
     lines = (out / "manifest.tsv").read_text().splitlines()
     assert lines[1].split("\t")[-1] == "ood_score"
