@@ -131,12 +131,16 @@ def test_version_1_file_without_members_loads_and_gives_no_score(lj_table, tmp_p
     assert result.ok and result.ood_score is None
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(REPOSITORY, "models", "grappa-like-v1.pt")),
-                    reason="no shipped model in this checkout")
-def test_shipped_version_1_model_file_still_loads():
-    payload = model_file.load(os.path.join(REPOSITORY, "models", "grappa-like-v1.pt"))
-    if payload["format_version"] == 1:
-        assert "ensemble" not in payload
+def test_shipped_model_file_holds_its_ensemble_and_threshold():
+    model = grappa_like.load_model()
+    assert len(model.members) == 2 and model.ood_threshold > 0
+    assert all(tensor.dtype == torch.float32 for tensor in model.network.state_dict().values()
+               if tensor.is_floating_point())
+    stored = torch.load(model.path, map_location="cpu", weights_only=True)["ensemble"]
+    assert {tensor.dtype for member in stored for tensor in member.values() if tensor.is_floating_point()} \
+        == {torch.float16}
+    score = grappa_like.ood_score("CC(=O)Oc1ccccc1C(=O)O", model)
+    assert 0 < score < model.ood_threshold   # aspirin is well inside the training distribution
 
 
 def test_score_is_zero_when_members_equal_the_main_network(lj_table, main_state, tmp_path):
