@@ -133,7 +133,7 @@ def test_version_1_file_without_members_loads_and_gives_no_score(lj_table, tmp_p
 
 def test_shipped_model_file_holds_its_ensemble_and_threshold():
     model = grappa_like.load_model()
-    assert len(model.members) == 2 and model.ood_threshold > 0
+    assert len(model.members) == 1 and model.ood_threshold > 0
     assert all(tensor.dtype == torch.float32 for tensor in model.network.state_dict().values()
                if tensor.is_floating_point())
     stored = torch.load(model.path, map_location="cpu", weights_only=True)["ensemble"]
