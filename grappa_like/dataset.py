@@ -43,7 +43,7 @@ from grappa_like import errors
 from grappa_like.data import LAYOUT
 from grappa_like.fileio import atomic_write, atomic_write_text
 from grappa_like.labelers import Labeler, LabelerRejectedError, LabelerSpec
-from grappa_like.molecule import with_positions
+from grappa_like.molecule import embed_conformers, with_positions
 
 log = logging.getLogger(__name__)
 
@@ -159,14 +159,7 @@ class _ClassicalSurface:
 
 def _embed(mol: Chem.Mol, recipe: ConformerRecipe, seed: int) -> list[int]:
     """ETKDGv3 conformers of ``mol`` (in place); their ids. Raises ConformerError if none can be made."""
-    parameters = AllChem.ETKDGv3()
-    parameters.randomSeed = seed
-    parameters.pruneRmsThresh = recipe.prune_rms
-    parameters.numThreads = 1
-    conformer_ids = list(AllChem.EmbedMultipleConfs(mol, recipe.embeddings, parameters))
-    if not conformer_ids:
-        parameters.useRandomCoords = True
-        conformer_ids = list(AllChem.EmbedMultipleConfs(mol, recipe.embeddings, parameters))
+    conformer_ids = embed_conformers(mol, recipe.embeddings, seed, recipe.prune_rms)
     if not conformer_ids:
         raise ConformerError("RDKit ETKDGv3 could not embed the molecule")
     return conformer_ids

@@ -132,6 +132,24 @@ class Molecule:
         return mol.GetConformer().GetPositions()
 
 
+def embed_conformers(mol: Chem.Mol, count: int, seed: int, prune_rms: float | None = None) -> list[int]:
+    """Embed up to ``count`` ETKDGv3 conformers into ``mol`` (in place, one thread, seeded); their ids.
+
+    Retries from random coordinates when the first attempt gives none; returns [] if that fails too.
+    ``prune_rms`` (Å) drops conformers closer than that to an earlier one.
+    """
+    parameters = AllChem.ETKDGv3()
+    parameters.randomSeed = seed
+    parameters.numThreads = 1
+    if prune_rms is not None:
+        parameters.pruneRmsThresh = prune_rms
+    ids = list(AllChem.EmbedMultipleConfs(mol, count, parameters))
+    if not ids:
+        parameters.useRandomCoords = True
+        ids = list(AllChem.EmbedMultipleConfs(mol, count, parameters))
+    return ids
+
+
 def with_positions(mol: Chem.Mol, positions) -> Chem.Mol:
     """A copy of ``mol`` whose only conformer (3D, id 0) has the given positions (Å)."""
     copy = Chem.Mol(mol)

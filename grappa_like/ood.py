@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from rdkit import Chem
-from rdkit.Chem import AllChem
 
 from grappa_like.energy import energy_and_forces, parameters_energy
+from grappa_like.molecule import embed_conformers
 from grappa_like.units import ANGSTROM_TO_NM, KJ_PER_NM_TO_KCAL_PER_ANGSTROM
 
 DEFAULT_CONFORMERS = 3
@@ -34,13 +34,7 @@ def conformers(molecule, count: int = DEFAULT_CONFORMERS, seed: int = DEFAULT_SE
     """
     mol = Chem.Mol(molecule.rdkit_mol)
     mol.RemoveAllConformers()
-    parameters = AllChem.ETKDGv3()
-    parameters.randomSeed = seed
-    parameters.numThreads = 1
-    ids = list(AllChem.EmbedMultipleConfs(mol, count, parameters))
-    if not ids:
-        parameters.useRandomCoords = True
-        ids = list(AllChem.EmbedMultipleConfs(mol, count, parameters))
+    ids = embed_conformers(mol, count, seed)
     if not ids:
         raise ValueError(f"{molecule.name}: RDKit ETKDGv3 could not embed the molecule")
     return np.stack([mol.GetConformer(i).GetPositions() for i in ids]) * ANGSTROM_TO_NM
