@@ -48,7 +48,7 @@ def torsion_energy(positions, quadruples, signed_k):
     if quadruples.shape[0] == 0:
         return positions.new_zeros(positions.shape[0])
     phi = dihedral_angle(positions, quadruples)
-    periodicities = torch.arange(1, signed_k.shape[1] + 1, dtype=positions.dtype)
+    periodicities = torch.arange(1, signed_k.shape[1] + 1, dtype=positions.dtype, device=positions.device)
     cosines = torch.cos(phi[..., None] * periodicities)
     return (signed_k.abs() + signed_k * cosines).sum((-1, -2))
 

@@ -107,7 +107,7 @@ class ForceFieldModel(nn.Module):
             graph.atomic_numbers[:, None] != self.lj_class_atomic_numbers[None, :], float("-inf")
         )
         batch = graph.batch if getattr(graph, "batch", None) is not None else torch.zeros(
-            graph.num_nodes, dtype=torch.long)
+            graph.num_nodes, dtype=torch.long, device=h.device)
         return {
             "bond_k": BOND_K_REFERENCE * torch.exp(bond_out[:, 0]),
             "bond_r0": BOND_R0_REFERENCE * torch.exp(0.2 * bond_out[:, 1]),

@@ -12,7 +12,7 @@ import contextlib
 import math
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -85,6 +85,15 @@ class Example:
     lj_classes: torch.Tensor | None   # (N,) GAFF2 LJ class, -100 where unknown
     pairs: tuple
     weight: float = 1.0               # multiplies this molecule's energy, force, charge and LJ loss terms
+
+    def to(self, device) -> "Example":
+        """A copy whose tensors live on ``device`` (the record stays as it is)."""
+        def move(tensor):
+            return None if tensor is None else tensor.to(device)
+        return replace(self, graph=self.graph.to(device), indices={k: v.to(device) for k, v in self.indices.items()},
+                       positions=move(self.positions), energies=move(self.energies), forces=move(self.forces),
+                       charges=move(self.charges), lj_classes=move(self.lj_classes),
+                       pairs=tuple(tensor.to(device) for tensor in self.pairs))
 
 
 def prepare(record: QMRecord, lj_table: LJTypeTable, weight: float = 1.0) -> Example:
@@ -160,7 +169,7 @@ def batch_loss(network, examples: list[Example], config: TrainingConfig, lj_tabl
         terms["torsion_prior"].append(
             torch.cat([params["proper_k"].flatten(), params["improper_k"].flatten()]).pow(2).mean()
             if params["proper_k"].numel() + params["improper_k"].numel() else energies.new_zeros(()))
-    parts = {key: torch.stack(values).sum() / counts[key] if values else torch.zeros(())
+    parts = {key: torch.stack(values).sum() / counts[key] if values else raw["charges"].new_zeros((), dtype=torch.float32)
              for key, values in terms.items()}
     total = (config.energy_weight * parts["energy"] + config.force_weight * parts["force"]
              + config.charge_weight * parts["charge"] + config.lj_weight * parts["lj"]
@@ -168,8 +177,10 @@ def batch_loss(network, examples: list[Example], config: TrainingConfig, lj_tabl
     return total, {key: float(value.detach()) for key, value in parts.items()}
 
 
-def lj_tensors(lj_table: LJTypeTable):
-    return torch.tensor(lj_table.sigma, dtype=torch.float32), torch.tensor(lj_table.epsilon, dtype=torch.float32)
+def lj_tensors(lj_table: LJTypeTable, device="cpu"):
+    """(σ, ε) per LJ class as float32 tensors on ``device``."""
+    return (torch.tensor(lj_table.sigma, dtype=torch.float32, device=device),
+            torch.tensor(lj_table.epsilon, dtype=torch.float32, device=device))
 
 
 def validation_sums(network, examples: list[Example], lj_table_tensors, batch_molecules: int = 32) -> torch.Tensor:
@@ -202,13 +213,28 @@ def validation_metrics(network, examples: list[Example], lj_table_tensors, batch
     return _metrics(validation_sums(network, examples, lj_table_tensors, batch_molecules))
 
 
+def training_device(requested: str = "cpu") -> torch.device:
+    """The device this process trains on: ``requested``, except that ``cuda`` under ``torchrun`` means
+    the GPU of this process's LOCAL_RANK (one GPU per process)."""
+    device = torch.device(requested)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {requested!r} asked for, but torch sees no CUDA GPU")
+    return device
+
+
 @contextlib.contextmanager
-def distributed_from_environment():
-    """Under ``torchrun`` (WORLD_SIZE > 1): a gloo process group while the block runs (training runs on CPU)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+def distributed_from_environment(device: str = "cpu"):
+    """Under ``torchrun`` (WORLD_SIZE set): a process group while the block runs, NCCL when training on
+    GPUs (``device`` cuda), gloo on CPU."""
+    if "WORLD_SIZE" not in os.environ or torch.distributed.is_initialized():
         yield
         return
-    torch.distributed.init_process_group("gloo")
+    on_gpu = torch.device(device).type == "cuda"
+    if on_gpu:
+        torch.cuda.set_device(training_device(device))
+    torch.distributed.init_process_group("nccl" if on_gpu else "gloo")
     try:
         yield
     finally:
@@ -216,9 +242,12 @@ def distributed_from_environment():
 
 
 def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    if torch.distributed.is_initialized():
-        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
-    return tensor
+    """Sum of ``tensor`` over the ranks (on the process group's device; returned on ``tensor``'s device)."""
+    if not torch.distributed.is_initialized():
+        return tensor
+    on_group_device = tensor.to("cuda") if torch.distributed.get_backend() == "nccl" else tensor
+    torch.distributed.all_reduce(on_group_device, op=torch.distributed.ReduceOp.SUM)
+    return on_group_device.to(tensor.device)
 
 
 def shard_loss(forward, chunk: list[Example], config: TrainingConfig, lj_table_tensors, rank: int = 0, world: int = 1):
@@ -239,7 +268,7 @@ def shard_loss(forward, chunk: list[Example], config: TrainingConfig, lj_table_t
 
 def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: TrainingConfig | None = None,
           checkpoint_path: str | None = None, label_preference=DEFAULT_LABEL_PREFERENCE,
-          max_molecules: int | None = None, progress: bool = True, log=print) -> dict:
+          max_molecules: int | None = None, progress: bool = True, log=print, device: str = "cpu") -> dict:
     """Train a model on QM files, save the best (by validation force RMSE) to ``out_path``; return its metrics.
 
     ``data_paths``: paths or ``FILE[:LABELS[:WEIGHT]]`` specs (:func:`grappa_like.data.parse_data_spec`);
@@ -251,12 +280,17 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
     each mini-batch; DistributedDataParallel averages the gradients, and each rank's loss is scaled
     so that the average is the gradient of the whole mini-batch's loss, as in one process. Only rank
     0 logs and writes the model and checkpoint files.
+
+    ``device``: ``cpu`` or ``cuda`` (``cuda:N``): the network and all prepared data move there
+    once; under ``torchrun``, ``cuda`` is the GPU of the process's LOCAL_RANK (NCCL). The model file
+    is the same whatever the device (its tensors are saved on the CPU).
     """
     from tqdm.auto import tqdm
 
     config = config or TrainingConfig()
     distributed = torch.distributed.is_initialized()
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if distributed else (0, 1)
+    device = training_device(device)
     if rank != 0:
         log, progress = (lambda line: None), False
     checkpoint_path = checkpoint_path or out_path + ".ckpt"
@@ -275,7 +309,7 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
         kept = np.random.default_rng(config.seed).permutation(len(train_ids))[:round(config.train_fraction * len(train_ids))]
         kept_ids = validation_set | {train_ids[i] for i in kept}
         weighted = [(record, weight) for record, weight in weighted if record.mol_id in kept_ids]
-    examples = [prepare(r, lj_table, w) for r, w in tqdm(weighted, desc="prepare", disable=not progress)]
+    examples = [prepare(r, lj_table, w).to(device) for r, w in tqdm(weighted, desc="prepare", disable=not progress)]
     train_examples = [e for e in examples if e.record.mol_id not in validation_set]
     validation_examples = [e for e in examples if e.record.mol_id in validation_set]
     log(f"{len(train_examples)} training and {len(validation_examples)} validation molecules")
@@ -284,25 +318,27 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
     if config.init_from:
         network.load_state_dict(_initial_weights(
             config.init_from, network, [r for r, _ in weighted if r.mol_id in validation_set]))
+    network.to(device)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
                                                            eta_min=config.learning_rate / 50)
     state = {"epoch": 0, "best_force_rmse": float("inf"), "best_state": None, "best_epoch": -1, "history": []}
     if os.path.exists(checkpoint_path):
-        checkpoint = torch.load(checkpoint_path, weights_only=False)
+        checkpoint = torch.load(checkpoint_path, weights_only=False, map_location=device)
         network.load_state_dict(checkpoint["network"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         state = checkpoint["state"]
         random.setstate(checkpoint["python_rng"])
-        torch.set_rng_state(checkpoint["torch_rng"])
+        torch.set_rng_state(checkpoint["torch_rng"].cpu())
         log(f"resumed from {checkpoint_path} at epoch {state['epoch']}")
     else:
         random.seed(init_seed)
-    tables = lj_tensors(lj_table)
+    tables = lj_tensors(lj_table, device)
     forward = network
     if distributed:
-        forward = torch.nn.parallel.DistributedDataParallel(network, find_unused_parameters=True)
+        forward = torch.nn.parallel.DistributedDataParallel(
+            network, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True)
 
     network.train()
     while state["epoch"] < config.epochs and state["epoch"] - state["best_epoch"] <= config.patience:

@@ -1,29 +1,33 @@
-"""MD speed: ns/day of the grappa_like System vs the GAFF2 + AM1-BCC System of the same molecule.
+"""MD speed: ns/day of the grappa_like System vs the classical System of the same molecule.
 
-Both Systems go through the same code path (ParmEd structure from the OpenMM System, then
-``createSystem``), in vacuum (NoCutoff, no constraints, 1 fs) and in a TIP3P water box (PME,
-0.9 nm cutoff, HBonds, rigid water, 2 fs), on the same OpenMM platform with one thread.
-Each measurement is repeated (ours and GAFF2 alternating), the median is reported with the ratio.
-Usage: OMP_NUM_THREADS=1 python scripts/md_speed_benchmark.py [--cache-dir DIR] [--output FILE]
+Ligands: our System vs GAFF2 + AM1-BCC, both through the same code path (ParmEd structure from the
+OpenMM System, then ``createSystem``), in vacuum (NoCutoff, no constraints, 1 fs) and in a TIP3P
+water box (PME, 0.9 nm cutoff, HBonds, rigid water, 2 fs). With ``--protein``, also T4 lysozyme
+L99A + benzene in TIP3P (PME, HBonds, 2 fs): amber14 (ff14SB) vs the same System with the
+protein's bonded terms from our model (``reparameterize_system``); benzene is ours in both.
+Each measurement is repeated (ours and the baseline alternating), the median is reported with the ratio.
+
+Building needs RDKit, AmberTools and the model; timing needs only OpenMM. ``--save-systems DIR``
+writes the built Systems (OpenMM XML) and positions so that ``--systems DIR`` can time them on
+another machine (e.g. a GPU node with ``--platform CUDA``).
+
+Usage: OMP_NUM_THREADS=1 python scripts/md_speed_benchmark.py [--platform CPU|CUDA] [--protein]
+       [--save-systems DIR | --systems DIR] [--output FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 import os
 import statistics
 import time
 
+import numpy as np
 import openmm
-import parmed
 from openmm import app, unit
-from rdkit import Chem
 
-import grappa_like
-from grappa_like import baselines
-from grappa_like.export import openmm_topology
-from grappa_like.molecule import from_smiles
-from grappa_like.openmm import TemplateGenerator
 from harness import publish
 
 MOLECULES = {
@@ -35,7 +39,7 @@ MOLECULES = {
 def ns_per_day(system, positions, timestep_ps: float, steps: int, platform: str) -> float:
     """ns/day of Langevin MD after minimisation and 500 warm-up steps."""
     integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, timestep_ps * unit.picoseconds)
-    properties = {"Threads": "1"} if platform == "CPU" else {}
+    properties = {"Threads": "1"} if platform == "CPU" else {"Precision": "mixed"} if platform in ("CUDA", "OpenCL") else {}
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)
     context.setPositions(positions)
     openmm.LocalEnergyMinimizer.minimize(context, maxIterations=200)
@@ -49,6 +53,11 @@ def ns_per_day(system, positions, timestep_ps: float, steps: int, platform: str)
 
 def solvated_pair(molecule, ours, gaff, model, padding_nm: float):
     """(ours, gaff) Systems of the molecule in the same TIP3P box, both built by ParmEd, and positions."""
+    import parmed
+
+    from grappa_like.export import openmm_topology
+    from grappa_like.openmm import TemplateGenerator
+
     topology = openmm_topology(molecule)
     positions = molecule.conformer_positions() * 0.1 * unit.nanometer
     water_forcefield = app.ForceField("amber14/tip3p.xml")
@@ -72,10 +81,97 @@ def solvated_pair(molecule, ours, gaff, model, padding_nm: float):
 
 def vacuum_pair(molecule, ours, gaff):
     """(ours, gaff) vacuum Systems built by ParmEd from each OpenMM System (NoCutoff, no constraints)."""
+    import parmed
+
+    from grappa_like.export import openmm_topology
+
     topology = openmm_topology(molecule)
     xyz = molecule.conformer_positions()
     return [parmed.openmm.load_topology(topology, system, xyz=xyz).createSystem(nonbondedMethod=app.NoCutoff)
             for system in (ours, gaff)]
+
+
+def protein_case(model, water_steps: int) -> dict:
+    """T4 lysozyme L99A + benzene in TIP3P: amber14 System vs the protein re-parameterized by the model."""
+    from grappa_like.openmm import TemplateGenerator, reparameterize_system
+    from reparameterize_timing import benzene_complex_in_water
+
+    modeller, ligand = benzene_complex_in_water()
+    forcefield = app.ForceField("amber14-all.xml", "amber14/tip3p.xml")
+    forcefield.registerTemplateGenerator(TemplateGenerator(molecules=[ligand], model=model).generator)
+    modeller.addSolvent(forcefield, padding=1.0 * unit.nanometer)
+    amber = forcefield.createSystem(modeller.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer,
+                                    constraints=app.HBonds)
+    ours = reparameterize_system(amber, modeller.topology, model=model)
+    return {"name": "T4 lysozyme + benzene", "setting": "TIP3P box, PME, 2 fs", "atoms": modeller.topology.getNumAtoms(),
+            "baseline": "amber14 (ff14SB)", "timestep_ps": 0.002, "steps": water_steps,
+            "positions_nm": np.array(modeller.positions.value_in_unit(unit.nanometer)), "ours": ours, "theirs": amber}
+
+
+def build_cases(args) -> list[dict]:
+    """The Systems to time: each a dict with name, setting, atoms, baseline, timestep_ps, steps,
+    positions_nm, and the ``ours`` / ``theirs`` OpenMM Systems."""
+    from rdkit import Chem
+
+    import grappa_like
+    from grappa_like import baselines
+    from grappa_like.molecule import from_smiles
+
+    model = grappa_like.load_model(args.model)
+    cases = []
+    for name, smiles in MOLECULES.items():
+        molecule = from_smiles(smiles, name)
+        rdmol = Chem.Mol(molecule.rdkit_mol)
+        conformer = Chem.Conformer(rdmol.GetNumAtoms())
+        for index, xyz in enumerate(molecule.conformer_positions()):
+            conformer.SetAtomPosition(index, xyz.tolist())
+        rdmol.AddConformer(conformer)
+        gaff = baselines.gaff2_am1bcc_system(rdmol, name=name, cache_dir=args.cache_dir)
+        ours = grappa_like.parameterize([molecule], model=model, progress=False)[0].to_openmm()
+        common = {"name": name, "baseline": "GAFF2 + AM1-BCC"}
+        ours_vacuum, gaff_vacuum = vacuum_pair(molecule, ours, gaff)
+        cases.append({**common, "setting": "vacuum, 1 fs", "atoms": molecule.n_atoms, "timestep_ps": 0.001,
+                      "steps": args.vacuum_steps, "positions_nm": molecule.conformer_positions() * 0.1,
+                      "ours": ours_vacuum, "theirs": gaff_vacuum})
+        ours_water, gaff_water, positions, n_atoms = solvated_pair(molecule, ours, gaff, model, args.padding_nm)
+        cases.append({**common, "setting": "TIP3P box, PME, 2 fs", "atoms": n_atoms, "timestep_ps": 0.002,
+                      "steps": args.water_steps,
+                      "positions_nm": np.array(positions.value_in_unit(unit.nanometer)),
+                      "ours": ours_water, "theirs": gaff_water})
+    if args.protein:
+        cases.append(protein_case(model, args.water_steps))
+    return cases
+
+
+def save_cases(cases: list[dict], folder: str) -> None:
+    """Write each case's Systems (gzipped OpenMM XML), positions (.npy) and an index (cases.json) to ``folder``."""
+    os.makedirs(folder, exist_ok=True)
+    index = []
+    for number, case in enumerate(cases):
+        entry = {key: value for key, value in case.items() if key not in ("ours", "theirs", "positions_nm")}
+        for side in ("ours", "theirs", "positions_nm"):
+            entry[side] = f"case{number}_{side}" + (".npy" if side == "positions_nm" else ".xml.gz")
+        np.save(os.path.join(folder, entry["positions_nm"]), np.asarray(case["positions_nm"], dtype=np.float64))
+        for side in ("ours", "theirs"):
+            with gzip.open(os.path.join(folder, entry[side]), "wt") as handle:
+                handle.write(openmm.XmlSerializer.serialize(case[side]))
+        index.append(entry)
+    with open(os.path.join(folder, "cases.json"), "w") as handle:
+        json.dump(index, handle, indent=1)
+
+
+def load_cases(folder: str) -> list[dict]:
+    """The cases written by :func:`save_cases`."""
+    with open(os.path.join(folder, "cases.json")) as handle:
+        index = json.load(handle)
+    cases = []
+    for entry in index:
+        case = dict(entry, positions_nm=np.load(os.path.join(folder, entry["positions_nm"])))
+        for side in ("ours", "theirs"):
+            with gzip.open(os.path.join(folder, entry[side]), "rt") as handle:
+                case[side] = openmm.XmlSerializer.deserialize(handle.read())
+        cases.append(case)
+    return cases
 
 
 def main() -> None:
@@ -87,34 +183,35 @@ def main() -> None:
     parser.add_argument("--vacuum-steps", type=int, default=20000)
     parser.add_argument("--water-steps", type=int, default=1000)
     parser.add_argument("--padding-nm", type=float, default=1.0)
+    parser.add_argument("--protein", action="store_true", help="also T4 lysozyme + benzene in water (ff14SB baseline)")
+    parser.add_argument("--save-systems", default=None, metavar="DIR", help="build, write the Systems to DIR, stop")
+    parser.add_argument("--systems", default=None, metavar="DIR", help="time the Systems written by --save-systems")
+    parser.add_argument("--skip-vacuum", action="store_true", help="time only the cases in water")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
-    model = grappa_like.load_model(args.model)
-    lines = [f"OpenMM {openmm.__version__}, platform {args.platform} (1 thread), {os.cpu_count()} cores; median of "
-             f"{args.repeats} runs, grappa_like and GAFF2 alternating", "",
-             "| molecule | setting | atoms | grappa_like (ns/day) | GAFF2 + AM1-BCC (ns/day) | ratio |",
-             "|---|---|---|---|---|---|"]
-    for name, smiles in MOLECULES.items():
-        molecule = from_smiles(smiles, name)
-        rdmol = Chem.Mol(molecule.rdkit_mol)
-        conformer = Chem.Conformer(rdmol.GetNumAtoms())
-        for index, xyz in enumerate(molecule.conformer_positions()):
-            conformer.SetAtomPosition(index, xyz.tolist())
-        rdmol.AddConformer(conformer)
-        gaff = baselines.gaff2_am1bcc_system(rdmol, name=name, cache_dir=args.cache_dir)
-        ours = grappa_like.parameterize([molecule], model=model, progress=False)[0].to_openmm()
-        settings = [("vacuum, 1 fs", *vacuum_pair(molecule, ours, gaff), molecule.conformer_positions() * 0.1,
-                     molecule.n_atoms, 0.001, args.vacuum_steps)]
-        ours_water, gaff_water, positions, n_atoms = solvated_pair(molecule, ours, gaff, model, args.padding_nm)
-        settings.append(("TIP3P box, PME, 2 fs", ours_water, gaff_water, positions, n_atoms, 0.002, args.water_steps))
-        for label, ours_system, gaff_system, positions, n_atoms, timestep, steps in settings:
-            speeds = {"ours": [], "gaff": []}
-            for _ in range(args.repeats):
-                speeds["ours"].append(ns_per_day(ours_system, positions, timestep, steps, args.platform))
-                speeds["gaff"].append(ns_per_day(gaff_system, positions, timestep, steps, args.platform))
-            a, b = statistics.median(speeds["ours"]), statistics.median(speeds["gaff"])
-            lines.append(f"| {name} | {label} | {n_atoms} | {a:.0f} | {b:.0f} | {a / b:.2f} |")
-            print(lines[-1], flush=True)
+    cases = load_cases(args.systems) if args.systems else build_cases(args)
+    if args.save_systems:
+        save_cases(cases, args.save_systems)
+        return
+    if args.skip_vacuum:
+        cases = [case for case in cases if not case["setting"].startswith("vacuum")]
+    platform = openmm.Platform.getPlatformByName(args.platform)
+    threads = " (1 thread)" if args.platform == "CPU" else ""
+    precision = ", mixed precision" if args.platform in ("CUDA", "OpenCL") else ""
+    lines = [f"OpenMM {openmm.__version__}, platform {platform.getName()}{threads}{precision}, {os.cpu_count()} cores; "
+             f"median of {args.repeats} runs, grappa_like and the baseline alternating", "",
+             "| molecule | setting | atoms | grappa_like (ns/day) | baseline | baseline (ns/day) | ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for case in cases:
+        speeds = {"ours": [], "theirs": []}
+        positions = case["positions_nm"] * unit.nanometer
+        for _ in range(args.repeats):
+            for side in ("ours", "theirs"):
+                speeds[side].append(ns_per_day(case[side], positions, case["timestep_ps"], case["steps"], args.platform))
+        a, b = statistics.median(speeds["ours"]), statistics.median(speeds["theirs"])
+        lines.append(f"| {case['name']} | {case['setting']} | {case['atoms']} | {a:.0f} | {case['baseline']} | {b:.0f} | "
+                     f"{a / b:.2f} |")
+        print(lines[-1], flush=True)
     publish(lines, args.output)
 
 

@@ -16,7 +16,8 @@ def add_parser(subparsers) -> None:
                     "The best model (lowest validation force RMSE) is written to --out whenever it improves; a "
                     "checkpoint <out>.ckpt is written every epoch and the run resumes from it when started again. "
                     "Under torchrun --nproc_per_node=N the N processes share each mini-batch (DistributedDataParallel, "
-                    "gloo) and give the loss curve of one process; only rank 0 writes files and logs.")
+                    "gloo on CPU, NCCL with --device cuda: one GPU per process) and give the loss curve of one process; only "
+                    "rank 0 writes files and logs.")
     parser.add_argument("--data", nargs="+", required=True, metavar="FILE[:LABELS[:WEIGHT]]",
                         help="QM data files, each optionally with its own label preference (comma-separated, "
                              "first present wins; default --labels) and a loss weight (default 1), e.g. "
@@ -44,6 +45,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model-config", default="{}", help='JSON overrides of the network config, e.g. \'{"width": 64}\'')
     parser.add_argument("--gaff2-dat", default=None, help="path of AmberTools' gaff2.dat (default: found automatically)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default) or cuda / cuda:N; under torchrun, cuda is the GPU of each process's "
+                             "LOCAL_RANK")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -66,11 +70,11 @@ def run(args) -> int:
                             init_from=args.init_from, init_seed=args.init_seed, weight_decay=args.weight_decay,
                             model=json.loads(args.model_config))
     try:
-        with distributed_from_environment():
+        with distributed_from_environment(args.device):
             state = train(specs, args.out, read_gaff2_lj_table(args.gaff2_dat), config,
                           label_preference=tuple(args.labels.split(",")), max_molecules=args.max_molecules,
-                          progress=not args.no_progress, log=log)
-    except errors.DataFileError as error:
+                          progress=not args.no_progress, log=log, device=args.device)
+    except (errors.DataFileError, ValueError) as error:
         logging.getLogger("grappa_like.train").error(f"error: {error}")
         return 2
     if os.environ.get("RANK", "0") != "0":
