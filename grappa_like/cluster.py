@@ -5,6 +5,13 @@ parsed molecules to the workers and writes what comes back. A worker plugin carr
 the scheduler hands it to every worker once (workers that join later included), and tasks look the
 model up by its checksum instead of carrying it. At most ``window`` batches are submitted or
 waiting to be written at any time, so the driver's memory does not grow with the library.
+
+A task's records travel as one pickled ``bytes`` object, unpickled only on the worker. The Dask
+scheduler keeps its last ``distributed.admin.low-level-log-length`` (default 1000) messages to each
+worker for debugging; with the records as Python objects those messages kept every batch's
+unpickled RDKit molecules alive (~29 kB each, against ~0.6 kB pickled). For a LocalCluster the
+scheduler runs in the driver process, so its memory grew with the library. ``connect`` also
+shortens that log to 100 messages for the LocalCluster it starts.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import hashlib
 import pickle
 from collections import deque
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin
 
 _MODELS: dict = {}  # model key -> Model, in each worker process
@@ -34,13 +42,13 @@ class ModelPlugin(WorkerPlugin):
         _MODELS[self.key] = self.model
 
 
-def run_batch(key: str, records, output_format: str, max_atoms: int, total_charge, ood_score: bool = False):
-    """Worker task: :func:`grappa_like.library.parameterize_records` with the worker's copy of the model."""
+def run_batch(key: str, records: bytes, output_format: str, max_atoms: int, total_charge, ood_score: bool = False):
+    """Worker task: :func:`grappa_like.library.parameterize_records` of pickled ``records``, with the worker's model."""
     from grappa_like.library import parameterize_records
 
     if key not in _MODELS:
         raise RuntimeError(f"model {key[:16]} is not loaded on this worker (its ModelPlugin did not run)")
-    return parameterize_records(_MODELS[key], records, output_format, max_atoms, total_charge, ood_score)
+    return parameterize_records(_MODELS[key], pickle.loads(records), output_format, max_atoms, total_charge, ood_score)
 
 
 def ordered_outcomes(client, model, batches, molecules, window: int | None = None, **options):
@@ -61,7 +69,9 @@ def ordered_outcomes(client, model, batches, molecules, window: int | None = Non
             if batch is None:
                 break
             records = molecules(batch)
-            future = client.submit(run_batch, key, records, pure=False, **options) if records else None
+            # pickled here, so that the scheduler handles and logs bytes, not RDKit molecules (see above)
+            future = (client.submit(run_batch, key, pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL),
+                                    pure=False, **options) if records else None)
             in_flight.append((batch, future))
         if not in_flight:
             return
@@ -84,6 +94,8 @@ def connect(workers: int | None = None, scheduler: str | None = None):
         with Client(scheduler) as client:
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    # the scheduler runs in this process: keep 100, not 1000, recent messages per worker (debugging history only)
+    with dask.config.set({"distributed.admin.low-level-log-length": 100}), \
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         yield client
