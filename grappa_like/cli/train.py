@@ -36,6 +36,10 @@ def add_parser(subparsers) -> None:
                         help="seed of the initial weights and batch order (default: the split seed); the "
                              "validation split stays the same, so models of several init seeds form an ensemble")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam L2 weight decay (default 0)")
+    parser.add_argument("--energy-weight", type=float, default=1.0,
+                        help="weight of the energy loss (mean-centred, kcal²/mol² per conformation; default 1)")
+    parser.add_argument("--force-weight", type=float, default=1.0,
+                        help="weight of the force loss (kcal²/mol²/Å² per component; default 1)")
     parser.add_argument("--batch-molecules", type=int, default=16, help="molecules per optimizer step (16)")
     parser.add_argument("--learning-rate", type=float, default=5e-4, help="peak learning rate (5e-4)")
     parser.add_argument("--labels", default="ani2x,gfn2",
@@ -68,6 +72,7 @@ def run(args) -> int:
     config = TrainingConfig(epochs=args.epochs, patience=args.patience, batch_molecules=args.batch_molecules,
                             learning_rate=args.learning_rate, train_fraction=args.train_fraction,
                             init_from=args.init_from, init_seed=args.init_seed, weight_decay=args.weight_decay,
+                            energy_weight=args.energy_weight, force_weight=args.force_weight,
                             model=json.loads(args.model_config))
     try:
         with distributed_from_environment(args.device):
