@@ -10,11 +10,17 @@ process (one thread per process: OMP_NUM_THREADS=1); the table gives
     after model loading and cluster start-up),
   - the peak RSS of the driver and the peak summed RSS of the driver and its worker processes
     (psutil, sampled every 0.2 s),
-  - the Dask overhead per molecule against the in-process run at equal cores (1 worker vs 1 thread),
+  - the CPU seconds of all its processes (getrusage of the waited-for children: driver, workers),
+  - the Dask overhead per molecule against the in-process run at equal cores (1 worker vs 1 thread;
+    with --cpus 0 every process of both runs shares one core, so the rates compare equal cores),
   - the driver's cost per molecule of writing one output file durably plus its manifest line,
     which bounds how many molecules/s one driver can take from any number of workers.
 
-Usage: python scripts/library_benchmark.py [--sizes 1000 10000 100000] [--runs 0 1 2] [--model PATH] [--output FILE]
+With --repeats R the chosen configurations run R times, alternating; the table gives medians
+(peak RSS: the largest).
+
+Usage: python scripts/library_benchmark.py [--sizes 1000 10000 100000] [--runs 0 1 2] [--repeats R]
+       [--cpus 0] [--model PATH] [--output FILE]
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,9 +69,16 @@ def write_library(path: str, smiles: list[str], size: int) -> None:
             handle.write(f"{smiles[index % len(smiles)]} mol{index}\n")
 
 
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_measured(command: list[str]) -> dict:
-    """Run ``command``; wall time, peak RSS of the process and of its whole process tree (MiB), its stderr."""
+    """Run ``command``; wall time, CPU seconds of it and its waited-for descendants, peak RSS of the
+    process and of its whole process tree (MiB), and the rate it reports."""
     environment = dict(os.environ, OMP_NUM_THREADS="1")
+    cpu_before = _children_cpu_seconds()
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -84,7 +99,12 @@ def run_measured(command: list[str]) -> dict:
         raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}:\n{text[-2000:]}")
     rate = re.search(r"([\d.]+) mol/s", text)
     return {"wall": wall, "rate": float(rate.group(1)) if rate else float("nan"),
-            "driver_mib": peak_driver / 2**20, "tree_mib": peak_tree / 2**20}
+            "cpu": _children_cpu_seconds() - cpu_before, "driver_mib": peak_driver / 2**20, "tree_mib": peak_tree / 2**20}
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Medians of wall, rate and CPU over repeated runs; the largest peak RSS."""
+    return {key: (max if key.endswith("_mib") else statistics.median)(run[key] for run in runs) for key in runs[0]}
 
 
 def driver_write_cost(folder: str, n_files: int = 300, size: int = 75_000) -> float:
@@ -110,6 +130,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000])
     parser.add_argument("--runs", type=int, nargs="+", default=[0, 1, 2],
                         help="which of in-process (0), Dask 1 worker (1), Dask 2 workers (2) to run (default all)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each configuration, alternating (medians)")
+    parser.add_argument("--cpus", default=None,
+                        help="run every configuration under taskset -c CPUS (e.g. 0: equal cores for all)")
     parser.add_argument("--model", default=None, help="model file (default: the shipped model)")
     parser.add_argument("--data", default=DATA)
     parser.add_argument("--workdir", default=None, help="where libraries and outputs go (default: a temporary folder)")
@@ -122,34 +145,45 @@ def main() -> None:
     smiles = drug_like_smiles(args.data)
     lines = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
              f"{psutil.virtual_memory().total / 2**30:.0f} GiB; every process one thread (OMP_NUM_THREADS=1); "
-             f"batch size 64 (one Dask task per batch)", "",
-             "| molecules | run | wall (s) | library rate (mol/s) | driver peak RSS (MiB) | all processes peak RSS (MiB) |",
-             "|---|---|---|---|---|---|"]
+             f"batch size 64 (one Dask task per batch)"
+             + (f"; all processes pinned to CPUs {args.cpus} (taskset)" if args.cpus else "")
+             + (f"; median of {args.repeats} alternating runs" if args.repeats > 1 else ""), "",
+             "| molecules | run | wall (s) | library rate (mol/s) | CPU s, all processes | driver peak RSS (MiB) | "
+             "all processes peak RSS (MiB) |",
+             "|---|---|---|---|---|---|---|"]
     overheads = []
     for size in args.sizes:
         library = os.path.join(workdir, f"library-{size}.smi")
         write_library(library, smiles, size)
-        results = {}
-        for label, extra in (CONFIGURATIONS[index] for index in args.runs):
-            out = os.path.join(workdir, f"out-{size}-{len(results)}")
-            shutil.rmtree(out, ignore_errors=True)
-            command = [grappa_like, "parameterize", library, "-o", out, "--library", *extra]
-            if args.model:
-                command += ["--model", args.model]
-            results[label] = run_measured(command)
-            shutil.rmtree(out, ignore_errors=True)
-            result = results[label]
-            lines.append(f"| {size} | {label} | {result['wall']:.1f} | {result['rate']:.1f} | "
+        runs = {CONFIGURATIONS[index][0]: [] for index in args.runs}
+        for _ in range(args.repeats):
+            for label, extra in (CONFIGURATIONS[index] for index in args.runs):
+                out = os.path.join(workdir, f"out-{size}")
+                shutil.rmtree(out, ignore_errors=True)
+                command = [grappa_like, "parameterize", library, "-o", out, "--library", *extra]
+                if args.model:
+                    command += ["--model", args.model]
+                if args.cpus:
+                    command = ["taskset", "-c", args.cpus, *command]
+                runs[label].append(run_measured(command))
+                shutil.rmtree(out, ignore_errors=True)
+                print(size, label, runs[label][-1], flush=True)
+        results = {label: summarise(measured) for label, measured in runs.items()}
+        for label, result in results.items():
+            lines.append(f"| {size} | {label} | {result['wall']:.1f} | {result['rate']:.1f} | {result['cpu']:.1f} | "
                          f"{result['driver_mib']:.0f} | {result['tree_mib']:.0f} |")
-            print(lines[-1], flush=True)
-        if len(results) < len(CONFIGURATIONS):
+        if "in-process" not in results or "Dask, 1 worker" not in results:
             continue
+        ours, dask = results["in-process"], results["Dask, 1 worker"]
         per_molecule = {label: 1.0 / result["rate"] for label, result in results.items()}
         overheads.append(f"- {size} molecules: {1e3 * per_molecule['in-process']:.1f} ms/molecule in-process, "
                          f"{1e3 * per_molecule['Dask, 1 worker']:.1f} ms with Dask on 1 worker: overhead "
                          f"{1e3 * (per_molecule['Dask, 1 worker'] - per_molecule['in-process']):+.1f} ms/molecule "
                          f"({100 * (per_molecule['Dask, 1 worker'] / per_molecule['in-process'] - 1):+.0f} %); "
-                         f"2 workers vs 1: x{results['Dask, 2 workers']['rate'] / results['Dask, 1 worker']['rate']:.2f}")
+                         f"CPU seconds of the whole command {ours['cpu']:.1f} vs {dask['cpu']:.1f} "
+                         f"({100 * (dask['cpu'] / ours['cpu'] - 1):+.0f} %, start-up included)"
+                         + (f"; 2 workers vs 1: x{results['Dask, 2 workers']['rate'] / dask['rate']:.2f}"
+                            if "Dask, 2 workers" in results else ""))
     write_folder = os.path.join(workdir, "write-cost")
     shutil.rmtree(write_folder, ignore_errors=True)
     os.makedirs(write_folder)
