@@ -13,20 +13,11 @@ import torch
 
 from grappa_like import model_file
 from grappa_like.cli import main
-from grappa_like.lj_types import find_gaff2_dat, read_gaff2_lj_table
+from grappa_like.lj_types import read_gaff2_lj_table
 from grappa_like.training import TrainingConfig, train, training_device
+from test_training import TRAIN_FILE, _has_gaff2
 
-TRAIN_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "train-v0.h5")
 SMALL = {"width": 16, "n_layers": 1, "head_hidden": 16, "attention_heads": 2}
-
-
-def _has_gaff2():
-    try:
-        find_gaff2_dat()
-        return True
-    except Exception:
-        return False
-
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 needs_data = pytest.mark.skipif(not (os.path.exists(TRAIN_FILE) and _has_gaff2()),
