@@ -13,6 +13,10 @@ Variants (each adds columns to the one before, except the first):
   bonded        bonds, angles, propers (periodicities 1..4), impropers (1..2): the shipped form
   +6n           propers with periodicities 1..6
   +UB           plus a Urey-Bradley term k/2 (r13 - r0)^2 on every angle (as in CHARMM)
+  bonded+q      the shipped form with the partial charges free too (total charge kept): the
+                Coulomb energy is quadratic in the charges, so they are fitted by Gauss-Newton
+                (4 linearisations: columns ∂E/∂q_i, centred so that Σδq = 0, ridge towards the
+                model's charges) and the fitted parameter set is scored exactly
 
 Pooled force-component RMSE and mean-centred energy RMSE over all conformations, side by side
 with the model. Usage (from the repository root):
@@ -32,12 +36,12 @@ from torch.func import jacfwd, vmap
 from grappa_like import model_file
 from grappa_like.api import Model
 from grappa_like.data import read_data
-from grappa_like.energy import bonded_energy, dihedral_angle, energy_and_forces, nonbonded_energy
+from grappa_like.energy import COULOMB_CONSTANT, bonded_energy, dihedral_angle, energy_and_forces, nonbonded_energy
 from grappa_like.training import lj_tensors, prepare
 from grappa_like.units import KJ_PER_NM_TO_KCAL_PER_ANGSTROM, KJ_TO_KCAL
 from harness import publish
 
-VARIANTS = ("model", "bonded", "+6n", "+UB")
+VARIANTS = ("model", "bonded", "+6n", "+UB", "bonded+q")
 
 
 def _distances(x, index):
@@ -56,25 +60,36 @@ def _cosines(x, quadruples, periodicities: int):
     return torch.cos(phi[:, None] * torch.arange(1, periodicities + 1, dtype=x.dtype)).flatten()
 
 
-def features(x, indices: dict, variant: str):
+def coulomb_energy(x, coulomb, charges):
+    """Coulomb energy (kJ/mol) of one conformation for ``charges`` over the pairs of ``coulomb``."""
+    pairs, scale = coulomb
+    return (COULOMB_CONSTANT * scale * charges[pairs[:, 0]] * charges[pairs[:, 1]]
+            / _distances(x, pairs)).sum()
+
+
+def features(x, indices: dict, variant: str, coulomb=None, charges=None):
     """Energy features of one conformation (n_atoms, 3) nm whose linear combination is the bonded energy.
 
     Bonds and angles give (q²/2, -q) for q = r or θ (weights k and k·q0); torsions cos(nφ) (weight κ_n).
+    With ``bonded+q``, also ∂E_Coulomb/∂q_i at ``charges``, centred over the atoms (weights: δq).
     """
     r, theta = _distances(x, indices["bonds"]), _angles(x, indices["angles"])
     columns = [r * r / 2, -r, theta * theta / 2, -theta,
-               _cosines(x, indices["propers"], 4 if variant == "bonded" else 6),
+               _cosines(x, indices["propers"], 6 if variant in ("+6n", "+UB") else 4),
                _cosines(x, indices["impropers"], 2)]
     if variant == "+UB":
         r13 = _distances(x, indices["angles"][:, [0, 2]])
         columns += [r13 * r13 / 2, -r13]
+    if variant == "bonded+q":
+        derivative = torch.func.grad(lambda q: coulomb_energy(x, coulomb, q))(charges)
+        columns.append(derivative - derivative.mean())
     return torch.cat(columns)
 
 
-def feature_matrices(example, variant: str):
+def feature_matrices(example, variant: str, coulomb=None, charges=None):
     """Energy features (M, P) and force features (M, 3N, P) of all conformations, kcal units."""
     def one(x):
-        return features(x, example.indices, variant)
+        return features(x, example.indices, variant, coulomb, charges)
     energy_features = vmap(one)(example.positions) * KJ_TO_KCAL
     force_features = -vmap(jacfwd(one))(example.positions) * KJ_PER_NM_TO_KCAL_PER_ANGSTROM
     return energy_features, force_features.flatten(2, 3).transpose(1, 2)
@@ -106,28 +121,59 @@ def fit_weights(energy_features, force_features, energy_target, force_target, ro
 def prior_weights(parameters: dict, variant: str):
     """The model's parameters as feature weights (the same order as :func:`features`; kJ/mol units)."""
     proper = parameters["proper_k"]
-    if variant != "bonded":
+    if variant in ("+6n", "+UB"):
         proper = torch.cat([proper, proper.new_zeros(proper.shape[0], 2)], dim=1)
     columns = [parameters["bond_k"], parameters["bond_k"] * parameters["bond_r0"], parameters["angle_k"],
                parameters["angle_k"] * parameters["angle_theta0"], proper.flatten(), parameters["improper_k"].flatten()]
     if variant == "+UB":
         columns.append(proper.new_zeros(2 * len(parameters["angle_k"])))
+    if variant == "bonded+q":
+        columns.append(proper.new_zeros(len(parameters["charges"])))
     return torch.cat(columns)
+
+
+def coulomb_change(example, coulomb, start, end):
+    """Coulomb energies and forces (kcal units) with charges ``end`` minus those with ``start``."""
+    def energy(x):
+        return vmap(lambda one: coulomb_energy(one, coulomb, end) - coulomb_energy(one, coulomb, start))(x)
+    energies, forces = energy_and_forces(example.positions, energy)
+    return energies * KJ_TO_KCAL, (forces * KJ_PER_NM_TO_KCAL_PER_ANGSTROM).flatten(1)
+
+
+GAUSS_NEWTON_STEPS = 4
 
 
 def floor_fit(example, energy_target, force_target, variant: str, parameters: dict, ridge: float) -> dict:
     """Bonded least-squares fits of one molecule: squared errors in-sample (fit and scored on all
     conformations) and held-out (fit on the even-numbered conformations, scored on the odd ones),
     and the count of bond/angle force constants ≤ 0 in the in-sample fit."""
-    energy_features, force_features = feature_matrices(example, variant)
+    pairs, coulomb_scale, _ = example.pairs
+    coulomb = (pairs, coulomb_scale.double())
+    energy_features, force_features = feature_matrices(example, variant, coulomb, parameters["charges"])
     prior = prior_weights(parameters, variant)
+    model_charges = parameters["charges"]
+    n_atoms = len(model_charges)
     every = torch.arange(len(energy_target))
     even, odd = every[0::2], every[1::2]
     result = {}
     for name, fit_rows, score_rows in (("in_sample", every, every), ("held_out", even, odd)):
-        weights = fit_weights(energy_features, force_features, energy_target, force_target, fit_rows, prior, ridge)
-        result[name] = squared_errors(energy_features @ weights, force_features @ weights,
-                                      energy_target, force_target, score_rows)
+        if variant != "bonded+q":
+            weights = fit_weights(energy_features, force_features, energy_target, force_target, fit_rows, prior, ridge)
+            energy_prediction, force_prediction = energy_features @ weights, force_features @ weights
+        else:
+            charges = model_charges
+            for _ in range(GAUSS_NEWTON_STEPS):  # linearise the Coulomb energy at the current charges
+                energy_features, force_features = feature_matrices(example, variant, coulomb, charges)
+                change = coulomb_change(example, coulomb, model_charges, charges)
+                prior[-n_atoms:] = model_charges - charges
+                weights = fit_weights(energy_features, force_features, energy_target - change[0],
+                                      force_target - change[1], fit_rows, prior, ridge)
+                charges = charges + weights[-n_atoms:] - weights[-n_atoms:].mean()
+            bonded_weights = weights[:-n_atoms]
+            change = coulomb_change(example, coulomb, model_charges, charges)
+            energy_prediction = energy_features[..., :-n_atoms] @ bonded_weights + change[0]
+            force_prediction = force_features[..., :-n_atoms] @ bonded_weights + change[1]
+        result[name] = squared_errors(energy_prediction, force_prediction, energy_target, force_target, score_rows)
         if name == "in_sample":
             n_bonds, n_angles = len(example.indices["bonds"]), len(example.indices["angles"])
             constants = torch.cat([weights[:n_bonds], weights[2 * n_bonds:2 * n_bonds + n_angles]])
@@ -164,7 +210,7 @@ def main() -> None:
             x, pairs, coulomb_scale.double(), lj_scale.double(), raw["charges"].double(),
             sigma_table[lj_class], epsilon_table[lj_class]))
         shipped = {key: raw[key].double() for key in ("bond_k", "bond_r0", "angle_k", "angle_theta0",
-                                                       "proper_k", "improper_k")}
+                                                       "proper_k", "improper_k", "charges")}
         bonded = energy_and_forces(positions, lambda x: bonded_energy(x, example.indices, shipped))
         # targets of the bonded terms: QM minus the model's nonbonded part, kcal units
         energy_target = (example.energies.double() - nonbonded[0]) * KJ_TO_KCAL
