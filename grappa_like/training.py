@@ -47,6 +47,7 @@ class TrainingConfig:
     init_seed: int | None = None  # initial weights and batch order; None: ``seed`` (ensemble members differ here)
     train_fraction: float = 1.0   # < 1: a seeded subset of the training molecules (learning curves)
     init_from: str | None = None  # model file whose network weights start the run (fine-tuning)
+    charges_follow_qm: bool = False  # energy/force losses also train the charges (not only the AM1-BCC loss)
     model: dict = field(default_factory=dict)
 
 
@@ -117,19 +118,24 @@ def prepare(record: QMRecord, lj_table: LJTypeTable, weight: float = 1.0) -> Exa
     )
 
 
-def molecule_predictions(example: Example, params: dict, lj_table_tensors, create_graph: bool):
-    """MM energies (M,) and forces (M, N, 3) of one molecule: bonded with graph, nonbonded detached."""
+def molecule_predictions(example: Example, params: dict, lj_table_tensors, create_graph: bool,
+                         charges_follow_qm: bool = False):
+    """MM energies (M,) and forces (M, N, 3) of one molecule: bonded with graph, nonbonded detached
+    (with ``charges_follow_qm``, the Coulomb part keeps its graph to the predicted charges)."""
     lj_class = params["lj_logits"].detach().argmax(-1)
     sigma, epsilon = lj_table_tensors[0][lj_class], lj_table_tensors[1][lj_class]
-    charges = params["charges"].detach().float()
+    charges = params["charges"].float() if charges_follow_qm else params["charges"].detach().float()
     pairs, coulomb_scale, lj_scale = example.pairs
     e_nb, f_nb = energy_and_forces(
-        example.positions, lambda x: nonbonded_energy(x, pairs, coulomb_scale, lj_scale, charges, sigma, epsilon))
+        example.positions, lambda x: nonbonded_energy(x, pairs, coulomb_scale, lj_scale, charges, sigma, epsilon),
+        create_graph=create_graph and charges_follow_qm)
+    if not charges_follow_qm:
+        e_nb, f_nb = e_nb.detach(), f_nb.detach()
     bonded_params = {k: params[k].float() for k in ("bond_k", "bond_r0", "angle_k", "angle_theta0",
                                                      "proper_k", "improper_k")}
     e_b, f_b = energy_and_forces(
         example.positions, lambda x: bonded_energy(x, example.indices, bonded_params), create_graph=create_graph)
-    return e_b + e_nb.detach(), f_b + f_nb.detach()
+    return e_b + e_nb, f_b + f_nb
 
 
 PARTS = ("energy", "force", "charge", "lj", "torsion_prior")
@@ -155,7 +161,8 @@ def batch_loss(network, examples: list[Example], config: TrainingConfig, lj_tabl
     per_molecule = split_per_molecule(raw, [e.graph for e in examples])
     terms = {key: [] for key in PARTS}
     for example, params in zip(examples, per_molecule):
-        energies, forces = molecule_predictions(example, params, lj_table_tensors, create_graph)
+        energies, forces = molecule_predictions(example, params, lj_table_tensors, create_graph,
+                                                config.charges_follow_qm)
         energies = energies - energies.mean()
         weight = example.weight
         terms["energy"].append(weight * (((energies - example.energies) * KJ_TO_KCAL) ** 2).mean())

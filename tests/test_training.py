@@ -231,3 +231,25 @@ def test_init_seed_changes_the_weights_not_the_split(tmp_path):
     assert payloads[0]["validation_molecules"] == payloads[1]["validation_molecules"]
     assert not all(torch.equal(payloads[0]["state_dict"][name], payloads[1]["state_dict"][name])
                    for name in payloads[0]["state_dict"])
+
+
+@needs_data
+@pytest.mark.skipif(not _has_gaff2(), reason="AmberTools' gaff2.dat not installed")
+def test_charges_learn_from_forces_only_when_asked():
+    """Without --charges-follow-qm the charge head learns only from AM1-BCC; with it, also from the forces."""
+    from dataclasses import replace
+
+    from grappa_like.training import batch_loss
+
+    network, examples, config, tables = _gradient_setup()
+    gradients = {}
+    for follow in (False, True):
+        only_forces = replace(config, energy_weight=0.0, charge_weight=0.0, lj_weight=0.0, torsion_prior_weight=0.0,
+                              charges_follow_qm=follow)
+        network.zero_grad()
+        loss, _ = batch_loss(network, examples, only_forces, tables)
+        loss.backward()
+        gradients[follow] = sum(int(torch.count_nonzero(p.grad)) for p in network.charge_head.parameters()
+                                if p.grad is not None)
+    assert gradients[False] == 0
+    assert gradients[True] > 0  # (its last layer starts at zero, so only that layer has a gradient at first)

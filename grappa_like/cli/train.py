@@ -40,6 +40,9 @@ def add_parser(subparsers) -> None:
                         help="weight of the energy loss (mean-centred, kcal²/mol² per conformation; default 1)")
     parser.add_argument("--force-weight", type=float, default=1.0,
                         help="weight of the force loss (kcal²/mol²/Å² per component; default 1)")
+    parser.add_argument("--charges-follow-qm", action="store_true",
+                        help="let the energy and force losses train the charges too (default: charges learn "
+                             "only from AM1-BCC, for compatibility with TIP3P / ff14SB)")
     parser.add_argument("--batch-molecules", type=int, default=16, help="molecules per optimizer step (16)")
     parser.add_argument("--learning-rate", type=float, default=5e-4, help="peak learning rate (5e-4)")
     parser.add_argument("--labels", default="ani2x,gfn2",
@@ -73,6 +76,7 @@ def run(args) -> int:
                             learning_rate=args.learning_rate, train_fraction=args.train_fraction,
                             init_from=args.init_from, init_seed=args.init_seed, weight_decay=args.weight_decay,
                             energy_weight=args.energy_weight, force_weight=args.force_weight,
+                            charges_follow_qm=args.charges_follow_qm,
                             model=json.loads(args.model_config))
     try:
         with distributed_from_environment(args.device):
