@@ -91,15 +91,17 @@ def feature_matrices(example, variant: str, coulomb=None, charges=None):
     def one(x):
         return features(x, example.indices, variant, coulomb, charges)
     energy_features = vmap(one)(example.positions) * KJ_TO_KCAL
-    force_features = -vmap(jacfwd(one))(example.positions) * KJ_PER_NM_TO_KCAL_PER_ANGSTROM
-    return energy_features, force_features.flatten(2, 3).transpose(1, 2)
+    # a few conformations at a time: the Jacobian of the charge columns is large for big molecules
+    force_features = -torch.cat([vmap(jacfwd(one))(chunk) for chunk in example.positions.split(4)])
+    return energy_features, (force_features * KJ_PER_NM_TO_KCAL_PER_ANGSTROM).flatten(2, 3).transpose(1, 2)
 
 
 def squared_errors(energy_prediction, force_prediction, energy_target, force_target, rows):
     """(energy SSE with energies centred over ``rows``, force SSE) on conformations ``rows``."""
     energy_error = energy_prediction[rows] - energy_target[rows]
     energy_error = energy_error - energy_error.mean()
-    return float(energy_error.pow(2).sum()), float((force_prediction[rows] - force_target[rows]).pow(2).sum())
+    force_error = force_prediction[rows] - force_target[rows]
+    return float(energy_error.detach().pow(2).sum()), float(force_error.detach().pow(2).sum())
 
 
 def fit_weights(energy_features, force_features, energy_target, force_target, rows, prior, ridge: float):
@@ -137,7 +139,7 @@ def coulomb_change(example, coulomb, start, end):
     def energy(x):
         return vmap(lambda one: coulomb_energy(one, coulomb, end) - coulomb_energy(one, coulomb, start))(x)
     energies, forces = energy_and_forces(example.positions, energy)
-    return energies * KJ_TO_KCAL, (forces * KJ_PER_NM_TO_KCAL_PER_ANGSTROM).flatten(1)
+    return energies.detach() * KJ_TO_KCAL, (forces * KJ_PER_NM_TO_KCAL_PER_ANGSTROM).flatten(1)
 
 
 GAUSS_NEWTON_STEPS = 4
@@ -206,12 +208,13 @@ def main() -> None:
             raw = model.network(example.graph)
         lj_class = raw["lj_logits"].argmax(-1)
         pairs, coulomb_scale, lj_scale = example.pairs
-        nonbonded = energy_and_forces(positions, lambda x: nonbonded_energy(
+        nonbonded = [tensor.detach() for tensor in energy_and_forces(positions, lambda x: nonbonded_energy(
             x, pairs, coulomb_scale.double(), lj_scale.double(), raw["charges"].double(),
-            sigma_table[lj_class], epsilon_table[lj_class]))
+            sigma_table[lj_class], epsilon_table[lj_class]))]
         shipped = {key: raw[key].double() for key in ("bond_k", "bond_r0", "angle_k", "angle_theta0",
                                                        "proper_k", "improper_k", "charges")}
-        bonded = energy_and_forces(positions, lambda x: bonded_energy(x, example.indices, shipped))
+        bonded = [tensor.detach() for tensor in energy_and_forces(
+            positions, lambda x: bonded_energy(x, example.indices, shipped))]
         # targets of the bonded terms: QM minus the model's nonbonded part, kcal units
         energy_target = (example.energies.double() - nonbonded[0]) * KJ_TO_KCAL
         force_target = ((example.forces.double() - nonbonded[1]) * KJ_PER_NM_TO_KCAL_PER_ANGSTROM).flatten(1)
