@@ -2,12 +2,17 @@
 
 For the validation molecules of a model (its ``validation_molecules``) the charges and LJ
 parameters stay the model's, and the bonded parameters of each molecule are fitted to that
-molecule's own conformations. The fit is exact: with energies mean-centred per molecule, the
-bonded energy is linear in (k, k·r0) of each bond, (k, k·θ0) of each angle and the signed
-amplitude of each torsion periodicity, so the training loss (energy MSE + force MSE, kcal/mol and
-kcal/mol/Å, weights 1:1) is a linear least-squares problem. This is a floor, not a model: it sees
-the answers, and force constants may come out negative (counted). If the floor is close to the
-model's error, the functional form (not the network or the data) limits the accuracy.
+molecule's own conformations. With energies mean-centred per molecule, the bonded energy is
+linear in (k, k·r0) of each bond, (k, k·θ0) of each angle and the signed amplitude of each torsion
+periodicity, so the training loss (energy MSE + force MSE, kcal/mol and kcal/mol/Å, weights 1:1)
+is a linear least-squares problem, solved exactly with a scale-free ridge (--ridge) towards the
+model's own parameters (without it the redundant torsion columns fit noise).
+
+Two scores per variant: in-sample (fitted and scored on all conformations of the molecule: a
+floor that sees the answers) and held-out (fitted on the even-numbered conformations, scored on
+the odd-numbered ones: what the best per-molecule parameters of this form do on conformations
+they were not fitted to). Bond and angle force constants ≤ 0 are counted. If even these fits are
+not much better than the model, the functional form (not the network or the data) is the limit.
 
 Variants (each adds columns to the one before, except the first):
   bonded        bonds, angles, propers (periodicities 1..4), impropers (1..2): the shipped form
@@ -21,7 +26,7 @@ Variants (each adds columns to the one before, except the first):
 Pooled force-component RMSE and mean-centred energy RMSE over all conformations, side by side
 with the model. Usage (from the repository root):
   OMP_NUM_THREADS=1 python scripts/functional_form_floor.py --model runs/v2.pt --data FILE [FILE ...]
-      [--max-molecules N] [--output FILE]
+      [--max-molecules N] [--ridge 0.01] [--output FILE]
 """
 
 from __future__ import annotations
