@@ -54,6 +54,10 @@ class DataFileError(GrappaLikeError, ValueError):
     """A QM data file does not follow the grappa_like-qm-v1 layout."""
 
 
+class TrainingSetupError(GrappaLikeError, ValueError):
+    """A training run cannot start as asked (no GPU for --device cuda, a model to fine-tune from that does not fit)."""
+
+
 class DisconnectedMoleculeError(MoleculeInputError):
     """The record holds several disconnected fragments (e.g. a salt); give one molecule."""
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch
 
-from grappa_like import interactions as interactions_module, model_file
+from grappa_like import errors, interactions as interactions_module, model_file
 from grappa_like.data import DEFAULT_LABEL_PREFERENCE, QMRecord, parse_data_spec, read_data, split_per_file
 from grappa_like.energy import bonded_energy, energy_and_forces, nonbonded_energy, nonbonded_pairs
 from grappa_like.features import molecule_graph
@@ -60,14 +60,14 @@ def _initial_weights(model_path: str, network: ForceFieldModel, weighted) -> dic
     """
     saved = model_file.load(model_path)
     if saved["config"] != network.config:
-        raise ValueError(f"{model_path}: its network config differs from this run's; give the same --model-config")
+        raise errors.TrainingSetupError(f"{model_path}: its network config differs from this run's; give the same --model-config")
     earlier_files = {os.path.basename(path) for path in saved["training_data"].get("files", ())}
     earlier_validation = set(saved.get("validation_molecules") or ())
     leaked = sorted(record.mol_id for record in weighted
                     if os.path.basename(record.attrs.get("data_file", "")) in earlier_files
                     and record.mol_id not in earlier_validation)
     if leaked:
-        raise ValueError(f"{model_path} trained on {len(leaked)} molecules of this run's validation split "
+        raise errors.TrainingSetupError(f"{model_path} trained on {len(leaked)} molecules of this run's validation split "
                          f"(e.g. {leaked[0]}); fine-tuning from it would bias the validation figures")
     return saved["state_dict"]
 
@@ -227,7 +227,7 @@ def training_device(requested: str = "cpu") -> torch.device:
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {requested!r} asked for, but torch sees no CUDA GPU")
+        raise errors.TrainingSetupError(f"device {requested!r} asked for, but torch sees no CUDA GPU")
     return device
 
 
@@ -271,6 +271,14 @@ def shard_loss(forward, chunk: list[Example], config: TrainingConfig, lj_table_t
         return loss, parts
     reduced = _all_reduce_sum(torch.tensor([parts[key] if shard else 0.0 for key in PARTS], dtype=torch.float64))
     return loss * (world if shard else 0.0), dict(zip(PARTS, reduced.tolist()))
+
+
+def optimizer_step(network, optimizer, loss) -> None:
+    """One update: gradients of ``loss``, clipped to norm 10, then the optimizer's step."""
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(network.parameters(), 10.0)
+    optimizer.step()
 
 
 def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: TrainingConfig | None = None,
@@ -357,10 +365,7 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
         for start in bar:
             chunk = [train_examples[i] for i in order[start:start + config.batch_molecules]]
             loss, parts = shard_loss(forward, chunk, config, tables, rank, world)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(network.parameters(), 10.0)
-            optimizer.step()
+            optimizer_step(network, optimizer, loss)
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value * len(chunk)
             bar.set_postfix(force=f"{math.sqrt(parts['force']):.2f}")

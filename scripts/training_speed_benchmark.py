@@ -22,7 +22,7 @@ import torch
 from grappa_like.data import read_data
 from grappa_like.lj_types import read_gaff2_lj_table
 from grappa_like.model import ForceFieldModel
-from grappa_like.training import TrainingConfig, batch_loss, lj_tensors, prepare
+from grappa_like.training import TrainingConfig, batch_loss, lj_tensors, optimizer_step, prepare
 from harness import publish
 
 
@@ -43,11 +43,7 @@ def epoch_seconds(examples, lj_table, device: str, epochs: int, config: Training
         start = time.perf_counter()
         for first in range(0, len(order), config.batch_molecules):
             chunk = [on_device[i] for i in order[first:first + config.batch_molecules]]
-            loss, _ = batch_loss(network, chunk, config, tables)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(network.parameters(), 10.0)
-            optimizer.step()
+            optimizer_step(network, optimizer, batch_loss(network, chunk, config, tables)[0])
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         if epoch > 0:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from grappa_like import model_file
+from grappa_like import errors, model_file
 from grappa_like.api import Model
 from grappa_like.data import read_records, split_by_molecule, split_per_file
 from grappa_like.lj_types import find_gaff2_dat, read_gaff2_lj_table
@@ -120,7 +120,7 @@ def test_fine_tuning_starts_from_the_model_and_refuses_a_leaky_split(tmp_path):
     assert all(torch.allclose(before[name], after[name], atol=1e-6) for name in before)
 
     leaky = TrainingConfig(epochs=1, batch_molecules=4, validation_fraction=0.5, model=small, init_from=start)
-    with pytest.raises(ValueError, match="trained on .* validation split"):
+    with pytest.raises(errors.TrainingSetupError, match="trained on .* validation split"):
         train([TRAIN_FILE], str(tmp_path / "leaky.pt"), read_gaff2_lj_table(), leaky, max_molecules=8,
               progress=False, log=lambda line: None)
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from grappa_like import model_file
+from grappa_like import errors, model_file
 from grappa_like.cli import main
 from grappa_like.lj_types import read_gaff2_lj_table
 from grappa_like.training import TrainingConfig, train, training_device
@@ -34,7 +34,7 @@ def _assert_same_history(ours, reference, rel):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu_is_one_clear_error(tmp_path, caplog):
-    with pytest.raises(ValueError, match="no CUDA GPU"):
+    with pytest.raises(errors.TrainingSetupError, match="no CUDA GPU"):
         training_device("cuda")
     assert training_device("cpu") == torch.device("cpu")
     out = tmp_path / "m.pt"

@@ -83,7 +83,7 @@ def run(args) -> int:
             state = train(specs, args.out, read_gaff2_lj_table(args.gaff2_dat), config,
                           label_preference=tuple(args.labels.split(",")), max_molecules=args.max_molecules,
                           progress=not args.no_progress, log=log, device=args.device)
-    except (errors.DataFileError, ValueError) as error:
+    except (errors.DataFileError, errors.TrainingSetupError) as error:
         logging.getLogger("grappa_like.train").error(f"error: {error}")
         return 2
     if os.environ.get("RANK", "0") != "0":
