@@ -125,6 +125,18 @@ def read_records(path: str, label_preference=DEFAULT_LABEL_PREFERENCE, mol_ids=N
             yield _record(path, mol_id, group, label)
 
 
+def read_records_by_id(paths, mol_ids, label_preference=DEFAULT_LABEL_PREFERENCE) -> list[QMRecord]:
+    """The records of ``mol_ids`` found in the grappa_like-qm-v1 files ``paths`` (the first file holding
+    an id wins), sorted by id; ids found in no file are left out (e.g. a model's validation split)."""
+    wanted, found = set(mol_ids), {}
+    for path in paths:
+        with h5py.File(path, "r") as handle:
+            present = sorted(wanted.intersection(handle.keys()) - found.keys())
+        for record in read_records(path, label_preference, mol_ids=present):
+            found[record.mol_id] = record
+    return [found[mol_id] for mol_id in sorted(found)]
+
+
 def _record(path: str, mol_id: str, group: h5py.Group, label: str) -> QMRecord:
     attrs = group.attrs
     molecule = from_smiles(str(attrs["smiles"]), name=str(attrs.get("name", mol_id)))

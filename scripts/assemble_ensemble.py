@@ -19,12 +19,11 @@ import sys
 import tempfile
 import time
 
-import h5py
 import numpy as np
 
 from grappa_like import model_file, ood
 from grappa_like.api import Model
-from grappa_like.data import read_records
+from grappa_like.data import read_records_by_id
 
 SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 _STORED_KEYS = ("config", "state_dict", "lj_types", "validation_molecules", "training_data", "metrics")
@@ -64,15 +63,9 @@ def member_record(path: str, payload: dict) -> dict:
 
 def validation_molecules(model: Model, data_paths: list[str]):
     """The Molecules of the model's validation split found in ``data_paths`` (grappa_like-qm-v1 files)."""
-    wanted = set(model.metadata["validation_molecules"])
     preference = tuple(model.metadata["training_data"].get("label_preference", ("ani2x", "gfn2")))
-    molecules = {}
-    for path in data_paths:
-        with h5py.File(path, "r") as handle:
-            present = sorted(wanted.intersection(handle.keys()))
-        for record in read_records(path, preference, mol_ids=present):
-            molecules.setdefault(record.mol_id, record.molecule)
-    return [molecules[mol_id] for mol_id in sorted(molecules)]
+    records = read_records_by_id(data_paths, model.metadata["validation_molecules"], preference)
+    return [record.molecule for record in records]
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import torch
 
 from grappa_like import errors
 from grappa_like.data import (BOHR_TO_NM, HARTREE_TO_KJ, DataSpec, available_labels, detect_format, parse_data_spec,
-                              read_data, read_records)
+                              read_data, read_records, read_records_by_id)
 
 WATER_MAPPED = "[H:2][O:1][H:3]"  # map order O, H, H differs from the SMILES order H, O, H
 WATER_ANGSTROM = np.array([[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]])
@@ -133,6 +133,27 @@ def test_unknown_files_are_refused(tmp_path):
         list(read_records(str(other)))
     with pytest.raises(errors.DataFileError, match="no such file"):
         list(read_records(str(tmp_path / "missing.h5")))
+
+
+def _qm_v1_file(path, names_and_energies):
+    """A grappa_like-qm-v1 file of water molecules, one conformation each, labelled 'dft'."""
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layout"] = "grappa_like-qm-v1"
+        for mol_id, energy in names_and_energies:
+            group = handle.create_group(mol_id)
+            group.attrs.update(smiles=WATER_MAPPED, name=mol_id, subset="test", total_charge=0)
+            group["atomic_numbers"] = np.array([8, 1, 1], dtype=np.int8)
+            group["conformations"] = WATER_ANGSTROM[None].astype(np.float32)
+            group.create_dataset("energy/dft", data=[energy])
+
+
+def test_records_by_id_first_file_wins_and_missing_ids_are_left_out(tmp_path):
+    first, second = tmp_path / "first.h5", tmp_path / "second.h5"
+    _qm_v1_file(first, [("w2", 1.0), ("w1", 2.0)])
+    _qm_v1_file(second, [("w1", 3.0), ("w3", 4.0), ("w4", 5.0)])
+    records = read_records_by_id([str(first), str(second)], ["w3", "w1", "w2", "absent"], ("dft",))
+    assert [r.mol_id for r in records] == ["w1", "w2", "w3"]
+    assert [r.energies[0] for r in records] == pytest.approx([2.0 * 4.184, 1.0 * 4.184, 4.0 * 4.184])
 
 
 def test_parse_data_spec(tmp_path):
