@@ -334,7 +334,9 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
         network.load_state_dict(_initial_weights(
             config.init_from, network, [r for r, _ in weighted if r.mol_id in validation_set]))
     network.to(device)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    # decoupled weight decay (AdamW): an L2 term added to the gradient (Adam's weight_decay) is swamped
+    # by the norm-clipped gradients early on: Adam with L2 0.02 stayed at 120 kcal/mol/Å for 7 epochs
+    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
                                                            eta_min=config.learning_rate / 50)
     state = {"epoch": 0, "best_force_rmse": float("inf"), "best_state": None, "best_epoch": -1, "history": []}

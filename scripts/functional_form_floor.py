@@ -22,11 +22,13 @@ Variants (each adds columns to the one before, except the first):
                 Coulomb energy is quadratic in the charges, so they are fitted by Gauss-Newton
                 (4 linearisations: columns ∂E/∂q_i, centred so that Σδq = 0, ridge towards the
                 model's charges) and the fitted parameter set is scored exactly
+  bonded+q+LJ   as bonded+q, and the LJ σ and ε free too, one log-scale factor each per LJ type
+                of the molecule (atoms of one type keep one σ and one ε, as in a force field)
 
 Pooled force-component RMSE and mean-centred energy RMSE over all conformations, side by side
 with the model. Usage (from the repository root):
   OMP_NUM_THREADS=1 python scripts/functional_form_floor.py --model runs/v2.pt --data FILE [FILE ...]
-      [--max-molecules N] [--ridge 0.01] [--output FILE]
+      [--max-molecules N] [--ridge 0.01] [--variants bonded bonded+q ...] [--output FILE]
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ from grappa_like.training import lj_tensors, prepare
 from grappa_like.units import KJ_PER_NM_TO_KCAL_PER_ANGSTROM, KJ_TO_KCAL
 from harness import publish
 
-VARIANTS = ("model", "bonded", "+6n", "+UB", "bonded+q")
+VARIANTS = ("model", "bonded", "+6n", "+UB", "bonded+q", "bonded+q+LJ")
+FREE_NONBONDED = {"bonded+q": False, "bonded+q+LJ": True}  # variant -> LJ free too (charges always)
 
 
 def _distances(x, index):
@@ -65,38 +68,85 @@ def _cosines(x, quadruples, periodicities: int):
     return torch.cos(phi[:, None] * torch.arange(1, periodicities + 1, dtype=x.dtype)).flatten()
 
 
-def coulomb_energy(x, coulomb, charges):
-    """Coulomb energy (kJ/mol) of one conformation for ``charges`` over the pairs of ``coulomb``."""
-    pairs, scale = coulomb
-    return (COULOMB_CONSTANT * scale * charges[pairs[:, 0]] * charges[pairs[:, 1]]
-            / _distances(x, pairs)).sum()
+class FreeNonbonded:
+    """The nonbonded energy as a function of the free parameters θ = (charges, and with ``lj_free`` a
+    log-scale of σ and of ε per LJ type of the molecule with ε > 0); θ = :attr:`start` gives the model's."""
+
+    MAX_LOG_SIGMA_STEP, MAX_LOG_EPSILON_STEP = 0.1, 1.0  # trust region of one Gauss-Newton step (LJ is stiff)
+
+    def __init__(self, pairs, coulomb_scale, lj_scale, charges, sigma, epsilon, lj_class, lj_free: bool):
+        self.pairs, self.coulomb_scale, self.lj_scale = pairs, coulomb_scale, lj_scale
+        self.sigma, self.epsilon, self.n_atoms = sigma, epsilon, len(charges)
+        # atoms with ε = 0 (e.g. GAFF2's hydroxyl H) have no LJ to fit: they point at a last, fixed scale
+        classes, self.lj_type = torch.unique(torch.where(epsilon > 0, lj_class, -1), return_inverse=True)
+        has_zero = bool((classes == -1).any())
+        self.lj_type = (self.lj_type - 1) % len(classes) if has_zero else self.lj_type
+        self.n_types = (len(classes) - has_zero) if lj_free else 0
+        self.start = torch.cat([charges, charges.new_zeros(2 * self.n_types)])
+
+    def energy(self, x, theta):
+        """Nonbonded energy (kJ/mol) of one conformation (n_atoms, 3) nm at parameters ``theta``.
+
+        The same Coulomb + LJ 12-6 (Lorentz-Berthelot) as ``energy.nonbonded_energy``, written with
+        sqrt(ε_i)·sqrt(ε_j): its derivative in the ε scales stays finite next to atoms with ε = 0."""
+        charges, log_scales = theta[:self.n_atoms], theta[self.n_atoms:]
+        sigma, root_epsilon = self.sigma, self.epsilon.sqrt()
+        if self.n_types:
+            fixed = log_scales.new_zeros(1)
+            log_sigma = torch.cat([log_scales[:self.n_types], fixed])[self.lj_type]
+            log_epsilon = torch.cat([log_scales[self.n_types:], fixed])[self.lj_type]
+            sigma, root_epsilon = sigma * log_sigma.exp(), root_epsilon * (log_epsilon / 2).exp()
+        i, j = self.pairs[:, 0], self.pairs[:, 1]
+        r = _distances(x, self.pairs)
+        s6 = ((sigma[i] + sigma[j]) / (2 * r)) ** 6
+        lj = 4.0 * self.lj_scale * root_epsilon[i] * root_epsilon[j] * (s6 * s6 - s6)
+        return (COULOMB_CONSTANT * self.coulomb_scale * charges[i] * charges[j] / r + lj).sum()
+
+    def centred(self, step):
+        """``step`` with its charge part shifted to sum to zero (the total charge stays)."""
+        charges = step[:self.n_atoms]
+        return torch.cat([charges - charges.mean(), step[self.n_atoms:]])
+
+    def stepped(self, theta, step):
+        """``theta`` after a Gauss-Newton ``step``: charges centred, LJ log-scales within the trust region."""
+        step = self.centred(step)
+        sigma_step = step[self.n_atoms:self.n_atoms + self.n_types].clamp(-self.MAX_LOG_SIGMA_STEP, self.MAX_LOG_SIGMA_STEP)
+        epsilon_step = step[self.n_atoms + self.n_types:].clamp(-self.MAX_LOG_EPSILON_STEP, self.MAX_LOG_EPSILON_STEP)
+        return theta + torch.cat([step[:self.n_atoms], sigma_step, epsilon_step])
+
+    def change(self, positions, theta):
+        """Energies and forces (kcal units) of all conformations at ``theta`` minus those at :attr:`start`."""
+        def energy(x):
+            return vmap(lambda one: self.energy(one, theta) - self.energy(one, self.start))(x)
+        energies, forces = energy_and_forces(positions, energy)
+        return energies.detach() * KJ_TO_KCAL, (forces * KJ_PER_NM_TO_KCAL_PER_ANGSTROM).flatten(1)
 
 
-def features(x, indices: dict, variant: str, coulomb=None, charges=None):
+def features(x, indices: dict, variant: str, free: FreeNonbonded | None = None, theta=None):
     """Energy features of one conformation (n_atoms, 3) nm whose linear combination is the bonded energy.
 
     Bonds and angles give (q²/2, -q) for q = r or θ (weights k and k·q0); torsions cos(nφ) (weight κ_n).
-    With ``bonded+q``, also ∂E_Coulomb/∂q_i at ``charges``, centred over the atoms (weights: δq).
+    With a free nonbonded part, also ∂E_nonbonded/∂θ at ``theta``, the charge columns centred over the
+    atoms (weights: δθ).
     """
-    r, theta = _distances(x, indices["bonds"]), _angles(x, indices["angles"])
-    columns = [r * r / 2, -r, theta * theta / 2, -theta,
+    r, angle = _distances(x, indices["bonds"]), _angles(x, indices["angles"])
+    columns = [r * r / 2, -r, angle * angle / 2, -angle,
                _cosines(x, indices["propers"], 6 if variant in ("+6n", "+UB") else 4),
                _cosines(x, indices["impropers"], 2)]
     if variant == "+UB":
         r13 = _distances(x, indices["angles"][:, [0, 2]])
         columns += [r13 * r13 / 2, -r13]
-    if variant == "bonded+q":
-        derivative = torch.func.grad(lambda q: coulomb_energy(x, coulomb, q))(charges)
-        columns.append(derivative - derivative.mean())
+    if free is not None:
+        columns.append(free.centred(torch.func.grad(lambda t: free.energy(x, t))(theta)))
     return torch.cat(columns)
 
 
-def feature_matrices(example, variant: str, coulomb=None, charges=None):
+def feature_matrices(example, variant: str, free: FreeNonbonded | None = None, theta=None):
     """Energy features (M, P) and force features (M, 3N, P) of all conformations, kcal units."""
     def one(x):
-        return features(x, example.indices, variant, coulomb, charges)
+        return features(x, example.indices, variant, free, theta)
     energy_features = vmap(one)(example.positions) * KJ_TO_KCAL
-    # a few conformations at a time: the Jacobian of the charge columns is large for big molecules
+    # a few conformations at a time: the Jacobian of the nonbonded columns is large for big molecules
     force_features = -torch.cat([vmap(jacfwd(one))(chunk) for chunk in example.positions.split(4)])
     return energy_features, (force_features * KJ_PER_NM_TO_KCAL_PER_ANGSTROM).flatten(2, 3).transpose(1, 2)
 
@@ -125,7 +175,7 @@ def fit_weights(energy_features, force_features, energy_target, force_target, ro
     return torch.linalg.solve(gram + torch.diag(penalty), design.T @ target + penalty * prior)
 
 
-def prior_weights(parameters: dict, variant: str):
+def prior_weights(parameters: dict, variant: str, n_free: int = 0):
     """The model's parameters as feature weights (the same order as :func:`features`; kJ/mol units)."""
     proper = parameters["proper_k"]
     if variant in ("+6n", "+UB"):
@@ -134,52 +184,41 @@ def prior_weights(parameters: dict, variant: str):
                parameters["angle_k"] * parameters["angle_theta0"], proper.flatten(), parameters["improper_k"].flatten()]
     if variant == "+UB":
         columns.append(proper.new_zeros(2 * len(parameters["angle_k"])))
-    if variant == "bonded+q":
-        columns.append(proper.new_zeros(len(parameters["charges"])))
+    columns.append(proper.new_zeros(n_free))  # the free nonbonded steps; set at each Gauss-Newton step
     return torch.cat(columns)
-
-
-def coulomb_change(example, coulomb, start, end):
-    """Coulomb energies and forces (kcal units) with charges ``end`` minus those with ``start``."""
-    def energy(x):
-        return vmap(lambda one: coulomb_energy(one, coulomb, end) - coulomb_energy(one, coulomb, start))(x)
-    energies, forces = energy_and_forces(example.positions, energy)
-    return energies.detach() * KJ_TO_KCAL, (forces * KJ_PER_NM_TO_KCAL_PER_ANGSTROM).flatten(1)
 
 
 GAUSS_NEWTON_STEPS = 4
 
 
-def floor_fit(example, energy_target, force_target, variant: str, parameters: dict, ridge: float) -> dict:
+def floor_fit(example, energy_target, force_target, variant: str, parameters: dict, ridge: float,
+              free: FreeNonbonded | None = None) -> dict:
     """Bonded least-squares fits of one molecule: squared errors in-sample (fit and scored on all
     conformations) and held-out (fit on the even-numbered conformations, scored on the odd ones),
     and the count of bond/angle force constants ≤ 0 in the in-sample fit."""
-    pairs, coulomb_scale, _ = example.pairs
-    coulomb = (pairs, coulomb_scale.double())
-    energy_features, force_features = feature_matrices(example, variant, coulomb, parameters["charges"])
-    prior = prior_weights(parameters, variant)
-    model_charges = parameters["charges"]
-    n_atoms = len(model_charges)
+    n_free = 0 if free is None else len(free.start)
+    energy_features, force_features = feature_matrices(example, variant)
+    prior = prior_weights(parameters, variant, n_free)
     every = torch.arange(len(energy_target))
     even, odd = every[0::2], every[1::2]
     result = {}
     for name, fit_rows, score_rows in (("in_sample", every, every), ("held_out", even, odd)):
-        if variant != "bonded+q":
+        if free is None:
             weights = fit_weights(energy_features, force_features, energy_target, force_target, fit_rows, prior, ridge)
             energy_prediction, force_prediction = energy_features @ weights, force_features @ weights
         else:
-            charges = model_charges
-            for _ in range(GAUSS_NEWTON_STEPS):  # linearise the Coulomb energy at the current charges
-                energy_features, force_features = feature_matrices(example, variant, coulomb, charges)
-                change = coulomb_change(example, coulomb, model_charges, charges)
-                prior[-n_atoms:] = model_charges - charges
+            theta = free.start
+            for _ in range(GAUSS_NEWTON_STEPS):  # linearise the nonbonded energy at the current θ
+                energy_features, force_features = feature_matrices(example, variant, free, theta)
+                change = free.change(example.positions, theta)
+                prior[-n_free:] = free.start - theta
                 weights = fit_weights(energy_features, force_features, energy_target - change[0],
                                       force_target - change[1], fit_rows, prior, ridge)
-                charges = charges + weights[-n_atoms:] - weights[-n_atoms:].mean()
-            bonded_weights = weights[:-n_atoms]
-            change = coulomb_change(example, coulomb, model_charges, charges)
-            energy_prediction = energy_features[..., :-n_atoms] @ bonded_weights + change[0]
-            force_prediction = force_features[..., :-n_atoms] @ bonded_weights + change[1]
+                theta = free.stepped(theta, weights[-n_free:])
+            bonded_weights = weights[:-n_free]
+            change = free.change(example.positions, theta)
+            energy_prediction = energy_features[..., :-n_free] @ bonded_weights + change[0]
+            force_prediction = force_features[..., :-n_free] @ bonded_weights + change[1]
         result[name] = squared_errors(energy_prediction, force_prediction, energy_target, force_target, score_rows)
         if name == "in_sample":
             n_bonds, n_angles = len(example.indices["bonds"]), len(example.indices["angles"])
@@ -195,8 +234,11 @@ def main() -> None:
     parser.add_argument("--max-molecules", type=int, default=None, help="a seeded sample of the validation molecules")
     parser.add_argument("--ridge", type=float, default=1e-3,
                         help="relative ridge towards the model's parameters (default 1e-3)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS[1:], default=list(VARIANTS[1:]),
+                        help="which fits to run (default: all)")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
+    variants = ["model"] + args.variants
     model = Model.from_payload(model_file.load(args.model), args.model)
     wanted = set(model.metadata["validation_molecules"])
     records = [record for record, _ in read_data(args.data) if record.mol_id in wanted and record.forces is not None]
@@ -204,7 +246,7 @@ def main() -> None:
         records = sorted(random.Random(0).sample(records, min(args.max_molecules, len(records))), key=lambda r: r.mol_id)
     sigma_table, epsilon_table = (t.double() for t in lj_tensors(model.lj_table))
     totals = {variant: {"in_sample": [0.0, 0.0], "held_out": [0.0, 0.0], "negative": 0, "constants": 0}
-              for variant in VARIANTS}
+              for variant in variants}
     counts = {"in_sample": [0, 0], "held_out": [0, 0]}
     for number, record in enumerate(records):
         example = prepare(record, model.lj_table)
@@ -231,8 +273,11 @@ def main() -> None:
                 totals["model"][name][index] += errors[index]
             counts[name][0] += len(rows)
             counts[name][1] += len(rows) * force_target.shape[1]
-        for variant in VARIANTS[1:]:
-            result = floor_fit(example, energy_target, force_target, variant, shipped, args.ridge)
+        for variant in variants[1:]:
+            free = None if variant not in FREE_NONBONDED else FreeNonbonded(
+                pairs, coulomb_scale.double(), lj_scale.double(), shipped["charges"], sigma_table[lj_class],
+                epsilon_table[lj_class], lj_class, lj_free=FREE_NONBONDED[variant])
+            result = floor_fit(example, energy_target, force_target, variant, shipped, args.ridge, free)
             for name in ("in_sample", "held_out"):
                 for index in range(2):
                     totals[variant][name][index] += result[name][index]
@@ -240,7 +285,7 @@ def main() -> None:
             totals[variant]["constants"] += result["constants"]
         print(f"{number + 1}/{len(records)} {record.mol_id}: pooled force RMSE so far (in-sample / held-out) " + ", ".join(
             f"{v} {rmse(totals[v], counts, 'in_sample', 1):.2f}/{rmse(totals[v], counts, 'held_out', 1):.2f}"
-            for v in VARIANTS), flush=True)
+            for v in variants), flush=True)
     model_force = {name: rmse(totals["model"], counts, name, 1) for name in ("in_sample", "held_out")}
     lines = [f"{len(records)} validation molecules of {args.model}, {counts['in_sample'][0]} conformations; "
              f"least-squares fits of the bonded terms per molecule (charges and LJ the model's; ridge {args.ridge} "
@@ -249,7 +294,7 @@ def main() -> None:
              f"scored on the odd-numbered ({counts['held_out'][0]}) conformations", "",
              "| parameters | force RMSE in-sample | energy RMSE in-sample | force RMSE held-out | energy RMSE held-out "
              "| held-out force vs model | bond/angle k ≤ 0 (in-sample) |", "|---|---|---|---|---|---|---|"]
-    for variant in VARIANTS:
+    for variant in variants:
         label = "model" if variant == "model" else f"per-molecule fit: {variant}"
         negative = "" if variant == "model" else f"{totals[variant]['negative']} of {totals[variant]['constants']}"
         held_out_force = rmse(totals[variant], counts, "held_out", 1)
