@@ -211,13 +211,9 @@ def validation_sums(network, examples: list[Example], lj_table_tensors, batch_mo
 
 
 def _metrics(sums: torch.Tensor) -> dict:
+    """Pooled energy RMSE (mean-centred, kcal/mol) and force-component RMSE (kcal/mol/Å) from :func:`validation_sums`."""
     energy_sq, energy_n, force_sq, force_n = (float(value) for value in sums)
     return {"energy_rmse": math.sqrt(energy_sq / max(energy_n, 1)), "force_rmse": math.sqrt(force_sq / max(force_n, 1))}
-
-
-def validation_metrics(network, examples: list[Example], lj_table_tensors, batch_molecules: int = 32) -> dict:
-    """Pooled energy RMSE (mean-centred, kcal/mol) and force-component RMSE (kcal/mol/Å) over ``examples``."""
-    return _metrics(validation_sums(network, examples, lj_table_tensors, batch_molecules))
 
 
 def training_device(requested: str = "cpu") -> torch.device:

@@ -7,9 +7,11 @@ measures that drift for each model given, on the model's own validation molecule
 benchmarks), against the AM1-BCC charges stored in the training files:
 
 - charge RMSE vs AM1-BCC over all atoms, and the mean signed shift of O, N, polar H (on N/O), other H;
-- dipole moment magnitude from the charges at the first stored conformation, neutral molecules only
-  (a charged molecule's dipole depends on the origin): the ratio sum|mu_model| / sum|mu_AM1-BCC|, the
-  median per-molecule ratio and the RMS difference in Debye.
+- dipole moment from the charges at the first stored conformation, neutral molecules only (a
+  charged molecule's dipole depends on the origin): the ratio sum|mu_model| / sum|mu_AM1-BCC|, the
+  median per-molecule ratio, the RMS difference in Debye, and the projected ratio
+  sum(mu_model · mu_AM1-BCC) / sum|mu_AM1-BCC|², which random charge errors do not bias upwards
+  (they inflate |mu| on average, they do not change its component along mu_AM1-BCC).
 
 Usage: OMP_NUM_THREADS=1 python scripts/charge_compatibility.py runs/v2.pt runs/v2q.pt \
            --data ../shared/data/train-v0.h5 $V1/v1-*.h5 [-o table.md]
@@ -45,7 +47,7 @@ def compare(model_path: str, data_paths: list[str]) -> dict:
                if r.am1bcc_charges is not None]
     squared, n_atoms = 0.0, 0
     shifts = {name: [] for name in ("O", "N", "polar H", "other H")}
-    dipoles = []  # (|mu_model|, |mu_am1bcc|) in Debye, neutral molecules
+    dipoles = []  # (mu_model, mu_am1bcc) vectors in Debye, neutral molecules
     for record, parameters in zip(records, model.predict([r.molecule for r in records])):
         difference = parameters.charges - record.am1bcc_charges
         squared += float((difference ** 2).sum())
@@ -54,9 +56,9 @@ def compare(model_path: str, data_paths: list[str]) -> dict:
             shifts[name].extend(difference[mask])
         if Chem.GetFormalCharge(record.molecule.rdkit_mol) == 0:
             positions = record.positions[0]
-            dipoles.append([np.linalg.norm(charges @ positions) * E_NM_TO_DEBYE
-                            for charges in (parameters.charges, record.am1bcc_charges)])
-    dipoles = np.array(dipoles)
+            dipoles.append([charges @ positions * E_NM_TO_DEBYE for charges in (parameters.charges, record.am1bcc_charges)])
+    vectors = np.array(dipoles)
+    dipoles = np.linalg.norm(vectors, axis=-1)
     return {
         "molecules": len(records), "neutral": len(dipoles),
         "charge_rmse": np.sqrt(squared / n_atoms),
@@ -64,6 +66,7 @@ def compare(model_path: str, data_paths: list[str]) -> dict:
         "dipole_ratio_total": dipoles[:, 0].sum() / dipoles[:, 1].sum(),
         "dipole_ratio_median": float(np.median(dipoles[:, 0] / np.maximum(dipoles[:, 1], 1e-6))),
         "dipole_rmse_debye": float(np.sqrt(np.mean((dipoles[:, 0] - dipoles[:, 1]) ** 2))),
+        "dipole_ratio_projected": float((vectors[:, 0] * vectors[:, 1]).sum() / (vectors[:, 1] ** 2).sum()),
     }
 
 
@@ -72,12 +75,13 @@ def markdown(results: dict[str, dict]) -> str:
     groups = ("O", "N", "polar H", "other H")
     lines = ["| model | molecules (neutral) | charge RMSE vs AM1-BCC (e) | "
              + " | ".join(f"mean shift {g} (e)" for g in groups)
-             + " | sum abs(mu) / AM1-BCC | median abs(mu) ratio | dipole RMSE (D) |",
-             "|---" * (7 + len(groups)) + "|"]
+             + " | sum abs(mu) / AM1-BCC | median abs(mu) ratio | projected mu ratio | dipole RMSE (D) |",
+             "|---" * (8 + len(groups)) + "|"]
     for path, r in results.items():
         lines.append(f"| {path} | {r['molecules']} ({r['neutral']}) | {r['charge_rmse']:.4f} | "
                      + " | ".join(f"{r['shifts'][g][0]:+.4f}" for g in groups)
-                     + f" | {r['dipole_ratio_total']:.3f} | {r['dipole_ratio_median']:.3f} | {r['dipole_rmse_debye']:.3f} |")
+                     + f" | {r['dipole_ratio_total']:.3f} | {r['dipole_ratio_median']:.3f} | "
+                     f"{r['dipole_ratio_projected']:.3f} | {r['dipole_rmse_debye']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,5 +1,6 @@
 """Training: a short run on a few molecules writes a loadable model, stores its split, and resumes."""
 
+import datetime
 import json
 import os
 
@@ -179,7 +180,9 @@ def _ddp_gradients(rank, world, init_file, out_path):
     from grappa_like.training import shard_loss
 
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    # a stuck collective raises after 2 minutes (mp.spawn then fails the test) instead of hanging the run
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                                         timeout=datetime.timedelta(seconds=120))
     try:
         network, examples, config, tables = _gradient_setup()
         forward = torch.nn.parallel.DistributedDataParallel(network, find_unused_parameters=True)
