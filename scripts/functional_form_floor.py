@@ -28,12 +28,16 @@ Variants (each adds columns to the one before, except the first):
 Pooled force-component RMSE and mean-centred energy RMSE over all conformations, side by side
 with the model. Usage (from the repository root):
   OMP_NUM_THREADS=1 python scripts/functional_form_floor.py --model runs/v2.pt --data FILE [FILE ...]
-      [--max-molecules N] [--ridge 0.01] [--variants bonded bonded+q ...] [--output FILE]
+      [--max-molecules N | --mol-ids FILE] [--ridge 0.01] [--variants bonded bonded+q ...]
+      [--output FILE] [--totals-json FILE]
+``--mol-ids`` and ``--totals-json`` split a long run over processes: each writes its squared-error
+sums and counts, which add up.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 
@@ -232,6 +236,8 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", nargs="+", required=True)
     parser.add_argument("--max-molecules", type=int, default=None, help="a seeded sample of the validation molecules")
+    parser.add_argument("--mol-ids", default=None, help="file with the validation molecules to fit, one id per line")
+    parser.add_argument("--totals-json", default=None, help="also write the squared-error sums and counts here")
     parser.add_argument("--ridge", type=float, default=1e-3,
                         help="relative ridge towards the model's parameters (default 1e-3)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS[1:], default=list(VARIANTS[1:]),
@@ -241,6 +247,9 @@ def main() -> None:
     variants = ["model"] + args.variants
     model = Model.from_payload(model_file.load(args.model), args.model)
     wanted = set(model.metadata["validation_molecules"])
+    if args.mol_ids:
+        with open(args.mol_ids) as handle:
+            wanted &= set(handle.read().split())
     records = [record for record, _ in read_data(args.data) if record.mol_id in wanted and record.forces is not None]
     if args.max_molecules:
         records = sorted(random.Random(0).sample(records, min(args.max_molecules, len(records))), key=lambda r: r.mol_id)
@@ -305,6 +314,9 @@ def main() -> None:
     lines.append("")
     lines.append("Force RMSE in kcal/mol/Å (force components), energy RMSE in kcal/mol (mean-centred per molecule).")
     publish(lines, args.output)
+    if args.totals_json:
+        with open(args.totals_json, "w") as handle:
+            json.dump({"molecules": [record.mol_id for record in records], "totals": totals, "counts": counts}, handle)
 
 
 def rmse(total: dict, counts: dict, name: str, part: int) -> float:
