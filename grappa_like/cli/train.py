@@ -35,7 +35,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--init-seed", type=int, default=None,
                         help="seed of the initial weights and batch order (default: the split seed); the "
                              "validation split stays the same, so models of several init seeds form an ensemble")
-    parser.add_argument("--weight-decay", type=float, default=0.0, help="decoupled weight decay (AdamW): each step shrinks the weights by learning rate × this (default 0)")
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="decoupled weight decay (AdamW): each step shrinks the weights by learning rate "
+                             "× this (default 0)")
     parser.add_argument("--energy-weight", type=float, default=1.0,
                         help="weight of the energy loss (mean-centred, kcal²/mol² per conformation; default 1)")
     parser.add_argument("--force-weight", type=float, default=1.0,
