@@ -23,7 +23,7 @@ import numpy as np
 
 from grappa_like import model_file, ood
 from grappa_like.api import Model
-from grappa_like.data import read_records_by_id
+from grappa_like.data import DEFAULT_LABEL_PREFERENCE, read_records_by_id
 
 SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 _STORED_KEYS = ("config", "state_dict", "lj_types", "validation_molecules", "training_data", "metrics")
@@ -63,7 +63,7 @@ def member_record(path: str, payload: dict) -> dict:
 
 def validation_molecules(model: Model, data_paths: list[str]):
     """The Molecules of the model's validation split found in ``data_paths`` (grappa_like-qm-v1 files)."""
-    preference = tuple(model.metadata["training_data"].get("label_preference", ("ani2x", "gfn2")))
+    preference = tuple(model.metadata["training_data"].get("label_preference", DEFAULT_LABEL_PREFERENCE))
     records = read_records_by_id(data_paths, model.metadata["validation_molecules"], preference)
     return [record.molecule for record in records]
 

@@ -25,7 +25,8 @@ import numpy as np
 from rdkit import Chem
 
 from grappa_like.api import load_model
-from grappa_like.data import read_records_by_id
+from grappa_like.data import DEFAULT_LABEL_PREFERENCE, read_records_by_id
+from harness import publish
 
 E_NM_TO_DEBYE = 48.0321  # 1 e·nm in Debye
 
@@ -42,7 +43,7 @@ def atom_groups(molecule) -> dict[str, np.ndarray]:
 def compare(model_path: str, data_paths: list[str]) -> dict:
     """Charge and dipole statistics of one model against AM1-BCC on its validation molecules."""
     model = load_model(model_path)
-    preference = tuple(model.metadata["training_data"].get("label_preference", ("ani2x", "gfn2")))
+    preference = tuple(model.metadata["training_data"].get("label_preference", DEFAULT_LABEL_PREFERENCE))
     records = [r for r in read_records_by_id(data_paths, model.metadata["validation_molecules"], preference)
                if r.am1bcc_charges is not None]
     squared, n_atoms = 0.0, 0
@@ -70,8 +71,8 @@ def compare(model_path: str, data_paths: list[str]) -> dict:
     }
 
 
-def markdown(results: dict[str, dict]) -> str:
-    """One row per model."""
+def markdown(results: dict[str, dict]) -> list[str]:
+    """The table's lines, one row per model."""
     groups = ("O", "N", "polar H", "other H")
     lines = ["| model | molecules (neutral) | charge RMSE vs AM1-BCC (e) | "
              + " | ".join(f"mean shift {g} (e)" for g in groups)
@@ -82,7 +83,7 @@ def markdown(results: dict[str, dict]) -> str:
                      + " | ".join(f"{r['shifts'][g][0]:+.4f}" for g in groups)
                      + f" | {r['dipole_ratio_total']:.3f} | {r['dipole_ratio_median']:.3f} | "
                      f"{r['dipole_ratio_projected']:.3f} | {r['dipole_rmse_debye']:.3f} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> None:
@@ -91,11 +92,7 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", required=True, help="training data files holding the validation molecules")
     parser.add_argument("-o", "--output", help="write the Markdown table here too")
     args = parser.parse_args()
-    table = markdown({path: compare(path, args.data) for path in args.models})
-    print(table, end="")
-    if args.output:
-        with open(args.output, "w") as handle:
-            handle.write(table)
+    publish(markdown({path: compare(path, args.data) for path in args.models}), args.output)
 
 
 if __name__ == "__main__":

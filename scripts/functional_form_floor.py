@@ -126,12 +126,10 @@ class FreeNonbonded:
         return energies.detach() * KJ_TO_KCAL, (forces * KJ_PER_NM_TO_KCAL_PER_ANGSTROM).flatten(1)
 
 
-def features(x, indices: dict, variant: str, free: FreeNonbonded | None = None, theta=None):
+def features(x, indices: dict, variant: str):
     """Energy features of one conformation (n_atoms, 3) nm whose linear combination is the bonded energy.
 
     Bonds and angles give (q²/2, -q) for q = r or θ (weights k and k·q0); torsions cos(nφ) (weight κ_n).
-    With a free nonbonded part, also ∂E_nonbonded/∂θ at ``theta``, the charge columns centred over the
-    atoms (weights: δθ).
     """
     r, angle = _distances(x, indices["bonds"]), _angles(x, indices["angles"])
     columns = [r * r / 2, -r, angle * angle / 2, -angle,
@@ -140,15 +138,18 @@ def features(x, indices: dict, variant: str, free: FreeNonbonded | None = None, 
     if variant == "+UB":
         r13 = _distances(x, indices["angles"][:, [0, 2]])
         columns += [r13 * r13 / 2, -r13]
-    if free is not None:
-        columns.append(free.centred(torch.func.grad(lambda t: free.energy(x, t))(theta)))
     return torch.cat(columns)
 
 
-def feature_matrices(example, variant: str, free: FreeNonbonded | None = None, theta=None):
-    """Energy features (M, P) and force features (M, 3N, P) of all conformations, kcal units."""
-    def one(x):
-        return features(x, example.indices, variant, free, theta)
+def free_features(x, free: FreeNonbonded, theta):
+    """∂E_nonbonded/∂θ of one conformation at ``theta``, the charge columns centred over the atoms
+    (the features of the Gauss-Newton step δθ)."""
+    return free.centred(torch.func.grad(lambda t: free.energy(x, t))(theta))
+
+
+def feature_matrices(example, one):
+    """Energy features (M, P) and force features (M, 3N, P) of all conformations, kcal units, for the
+    feature function ``one`` of a single conformation."""
     energy_features = vmap(one)(example.positions) * KJ_TO_KCAL
     # a few conformations at a time: the Jacobian of the nonbonded columns is large for big molecules
     force_features = -torch.cat([vmap(jacfwd(one))(chunk) for chunk in example.positions.split(4)])
@@ -201,7 +202,8 @@ def floor_fit(example, energy_target, force_target, variant: str, parameters: di
     conformations) and held-out (fit on the even-numbered conformations, scored on the odd ones),
     and the count of bond/angle force constants ≤ 0 in the in-sample fit."""
     n_free = 0 if free is None else len(free.start)
-    energy_features, force_features = feature_matrices(example, variant)
+    # the bonded columns do not depend on θ: computed once, only the nonbonded ones per Gauss-Newton step
+    energy_features, force_features = feature_matrices(example, lambda x: features(x, example.indices, variant))
     prior = prior_weights(parameters, variant, n_free)
     every = torch.arange(len(energy_target))
     even, odd = every[0::2], every[1::2]
@@ -213,16 +215,17 @@ def floor_fit(example, energy_target, force_target, variant: str, parameters: di
         else:
             theta = free.start
             for _ in range(GAUSS_NEWTON_STEPS):  # linearise the nonbonded energy at the current θ
-                energy_features, force_features = feature_matrices(example, variant, free, theta)
+                energy_free, force_free = feature_matrices(example, lambda x: free_features(x, free, theta))
                 change = free.change(example.positions, theta)
                 prior[-n_free:] = free.start - theta
-                weights = fit_weights(energy_features, force_features, energy_target - change[0],
-                                      force_target - change[1], fit_rows, prior, ridge)
+                weights = fit_weights(torch.cat([energy_features, energy_free], -1),
+                                      torch.cat([force_features, force_free], -1),
+                                      energy_target - change[0], force_target - change[1], fit_rows, prior, ridge)
                 theta = free.stepped(theta, weights[-n_free:])
             bonded_weights = weights[:-n_free]
             change = free.change(example.positions, theta)
-            energy_prediction = energy_features[..., :-n_free] @ bonded_weights + change[0]
-            force_prediction = force_features[..., :-n_free] @ bonded_weights + change[1]
+            energy_prediction = energy_features @ bonded_weights + change[0]
+            force_prediction = force_features @ bonded_weights + change[1]
         result[name] = squared_errors(energy_prediction, force_prediction, energy_target, force_target, score_rows)
         if name == "in_sample":
             n_bonds, n_angles = len(example.indices["bonds"]), len(example.indices["angles"])

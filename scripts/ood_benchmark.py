@@ -26,7 +26,7 @@ from scipy.stats import spearmanr
 
 import grappa_like
 from grappa_like import ood
-from grappa_like.data import read_records
+from grappa_like.data import DEFAULT_LABEL_PREFERENCE, read_records
 from grappa_like.evaluation import evaluate_records
 from harness import publish
 
@@ -125,7 +125,7 @@ def main() -> None:
     for name in BENCHMARKS:
         rows += score_records(read_records(os.path.join(SHARED, "benchmarks", f"{name}.h5"), ("dft",)), model, name)
     validation = set(model.metadata["validation_molecules"])
-    preference = tuple(model.metadata["training_data"].get("label_preference", ("ani2x", "gfn2")))
+    preference = tuple(model.metadata["training_data"].get("label_preference", DEFAULT_LABEL_PREFERENCE))
     with h5py.File(args.data, "r") as handle:
         present = sorted(validation.intersection(handle.keys()))
     rows += score_records(read_records(args.data, preference, mol_ids=present), model, "validation")
