@@ -1,9 +1,35 @@
-"""grappa_like: a learned molecular-mechanics force field written as ordinary OpenMM Systems."""
+"""grappa_like: a learned molecular-mechanics force field written as ordinary OpenMM Systems.
 
-from grappa_like.api import Model, Result, load_model, parameterize, to_openmm
-from grappa_like.library import parameterize_library
-from grappa_like.molecule import Molecule
-from grappa_like.ood import ood_score
+The public names below are imported on first use (PEP 562), so ``import grappa_like`` costs
+nothing until a function is called.
+"""
 
-__all__ = ["Model", "Molecule", "Result", "load_model", "ood_score", "parameterize", "parameterize_library", "to_openmm"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+_PUBLIC = {
+    "Model": "grappa_like.api",
+    "Result": "grappa_like.api",
+    "load_model": "grappa_like.api",
+    "parameterize": "grappa_like.api",
+    "to_openmm": "grappa_like.api",
+    "ood_score": "grappa_like.api",
+    "parameterize_library": "grappa_like.library",
+    "Molecule": "grappa_like.molecule",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    if importlib.util.find_spec(f"grappa_like.{name}") is not None:  # a submodule, e.g. grappa_like.molecule
+        return importlib.import_module(f"grappa_like.{name}")
+    raise AttributeError(f"module 'grappa_like' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

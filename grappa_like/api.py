@@ -1,43 +1,42 @@
-"""Python API: load a model, parameterize molecules (GNN once per molecule, deterministic), build OpenMM Systems."""
+"""Python API: load a model, parameterize molecules (batched numpy inference, deterministic), build OpenMM Systems."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
-import torch
+import numpy as np
 from rdkit import Chem
-from torch_geometric.data import Batch
 
 from grappa_like import errors, interactions as interactions_module, model_file, ood
-from grappa_like.features import molecule_graph
+from grappa_like.features import N_ATOM_FEATURES, N_BOND_FEATURES, GraphArrays, concatenate_graphs, molecule_graph
+from grappa_like.inference import OUTPUT_ALIGNMENT, Network, round_charges, round_to_float32
 from grappa_like.lj_types import LJTypeTable
-from grappa_like.model import OUTPUT_ALIGNMENT, ForceFieldModel, split_per_molecule
 from grappa_like.molecule import DEFAULT_MAX_ATOMS, Molecule, check_total_charge, shorten_name, to_molecule
 from grappa_like.parameters import Parameters
 from grappa_like.writers import to_openmm_system
 
-DEFAULT_MODEL_NAME = "grappa-like-v2.pt"
-# Largest batch (atoms) of one forward pass. 0: every molecule runs through the network alone, so its
-# parameters are bit-for-bit independent of which other molecules are parameterized with it (float32
-# matrix products round differently for different batch shapes). Batching is ~2x faster at inference.
-INFERENCE_BATCH_ATOMS = 0
+DEFAULT_MODEL_NAME = "grappa-like-v2.npz"
+# Largest batch (atoms) of one forward pass of the network. Outputs are computed in float64 and
+# rounded to float32, so they do not depend on which molecules share a batch (docs/reliability.md).
+INFERENCE_BATCH_ATOMS = 4096
 
 
 def default_model_path() -> str:
-    """$GRAPPA_LIKE_MODEL if set, else the shipped ``models/grappa-like-v2.pt`` of this checkout."""
+    """$GRAPPA_LIKE_MODEL if set, else the shipped model installed with the package (package data)."""
     if os.environ.get("GRAPPA_LIKE_MODEL"):
         return os.environ["GRAPPA_LIKE_MODEL"]
-    return str(Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME)
+    from importlib.resources import files
+
+    return str(files("grappa_like.models") / DEFAULT_MODEL_NAME)
 
 
 class Model:
-    """A loaded grappa_like model: the network, its LJ type table and its metadata."""
+    """A loaded grappa_like model: the network (numpy), its LJ type table and its metadata."""
 
-    def __init__(self, network: ForceFieldModel, lj_table: LJTypeTable, metadata: dict | None = None,
+    def __init__(self, network: Network, lj_table: LJTypeTable, metadata: dict | None = None,
                  path: str | None = None, members: list["Model"] | None = None):
-        self.network = network.eval()
+        self.network = network
         self.lj_table = lj_table
         self.metadata = metadata or {}
         self.path = path
@@ -45,15 +44,13 @@ class Model:
 
     @classmethod
     def from_payload(cls, payload: dict, path: str | None = None) -> "Model":
-        """Model from a verified model-file dict."""
+        """Model from a verified model-file dict (weights as numpy arrays or torch tensors)."""
         lj_table = LJTypeTable.from_dict(payload["lj_types"])
-        network = ForceFieldModel(payload["config"], lj_table.atomic_numbers)
-        network.load_state_dict(payload["state_dict"])
-        members = []
-        for state_dict in payload.get("ensemble", []):
-            member = ForceFieldModel(payload["config"], lj_table.atomic_numbers)
-            member.load_state_dict(state_dict)
-            members.append(cls(member, lj_table))
+        network = Network(payload["config"], model_file.as_arrays(payload["state_dict"]), lj_table.atomic_numbers)
+        members = [cls(Network(payload["config"], model_file.as_arrays(state_dict), lj_table.atomic_numbers), lj_table)
+                   for state_dict in payload.get("ensemble", [])]
+        for candidate in [network] + [member.network for member in members]:
+            candidate(_probe_graph())  # weights that do not fit the config fail here, at load
         metadata = {k: v for k, v in payload.items() if k not in ("state_dict", "ensemble")}
         return cls(network, lj_table, metadata, path, members)
 
@@ -72,9 +69,8 @@ class Model:
         stored = self.metadata.get("ensemble_metadata", {}).get("score", {})
         return {"conformers": stored.get("conformers", ood.DEFAULT_CONFORMERS), "seed": stored.get("seed", ood.DEFAULT_SEED)}
 
-    @torch.no_grad()
     def predict(self, molecules: list[Molecule]) -> list[Parameters]:
-        """Parameters for each molecule; the GNN runs once per molecule (see INFERENCE_BATCH_ATOMS)."""
+        """Parameters for each molecule, rounded to float32: identical whether alone or in a batch."""
         graphs, all_interactions = [], []
         for molecule in molecules:
             interactions = interactions_module.from_rdkit(molecule.rdkit_mol)
@@ -82,21 +78,43 @@ class Model:
             graphs.append(molecule_graph(molecule.rdkit_mol, interactions))
         results: list[Parameters] = []
         for chunk in _chunks_by_atoms(graphs, INFERENCE_BATCH_ATOMS):
-            batch = Batch.from_data_list([graphs[i] for i in chunk])
-            per_molecule = split_per_molecule(self.network(batch), [graphs[i] for i in chunk])
-            results.extend(self._to_parameters(raw, all_interactions[i]) for raw, i in zip(per_molecule, chunk))
+            chunk_graphs = [graphs[i] for i in chunk]
+            raw = self.network(concatenate_graphs(chunk_graphs))
+            for index, piece in zip(chunk, _split_per_molecule(raw, chunk_graphs)):
+                results.append(self._to_parameters(piece, all_interactions[index], graphs[index].total_charge[0]))
         return results
 
-    def _to_parameters(self, raw: dict, interactions) -> Parameters:
-        """Parameters (float64 numpy) of one molecule from its slice of the network output."""
-        lj_class = raw["lj_logits"].argmax(-1).numpy()
+    def _to_parameters(self, raw: dict, interactions, total_charge: float) -> Parameters:
+        """Parameters of one molecule from its slice of the network output, at the written precision."""
+        lj_class = raw["lj_logits"].argmax(-1)
         return Parameters(
             interactions=interactions,
-            **{key: raw[key].double().numpy() for key in OUTPUT_ALIGNMENT if key != "lj_logits"},
+            **{key: round_to_float32(raw[key]) for key in OUTPUT_ALIGNMENT if key not in ("lj_logits", "charges")},
+            charges=round_charges(raw["charges"], total_charge),
             sigma=self.lj_table.sigma[lj_class],
             epsilon=self.lj_table.epsilon[lj_class],
             lj_types=tuple(self.lj_table.names[c] for c in lj_class),
         )
+
+
+def _probe_graph() -> GraphArrays:
+    """A five-atom carbon graph with every kind of interaction, to check a network's weights on."""
+    interactions = interactions_module.from_bonds(5, [(0, 1), (1, 2), (2, 3), (1, 4)])
+    edge_index = np.concatenate([interactions.bonds, interactions.bonds[:, ::-1]]).T.copy()
+    return GraphArrays(
+        x=np.zeros((5, N_ATOM_FEATURES), dtype=np.float32), edge_index=edge_index,
+        edge_attr=np.zeros((edge_index.shape[1], N_BOND_FEATURES), dtype=np.float32),
+        atomic_numbers=np.full(5, 6), total_charge=np.zeros(1), bonds=interactions.bonds, angles=interactions.angles,
+        propers=interactions.propers, impropers=interactions.impropers, batch=np.zeros(5, dtype=np.int64))
+
+
+def _split_per_molecule(raw: dict, graphs) -> list[dict]:
+    """Cut the outputs of one forward pass over concatenated graphs into one dict per molecule."""
+    bounds = {"atoms": np.cumsum([graph.num_nodes for graph in graphs])[:-1]}
+    for key in ("bonds", "angles", "propers", "impropers"):
+        bounds[key] = np.cumsum([len(getattr(graph, key)) for graph in graphs])[:-1]
+    pieces = {key: np.split(raw[key], bounds[group]) for key, group in OUTPUT_ALIGNMENT.items()}
+    return [{key: pieces[key][index] for key in OUTPUT_ALIGNMENT} for index in range(len(graphs))]
 
 
 def _chunks_by_atoms(graphs, max_atoms: int):
@@ -203,9 +221,25 @@ def parameterize(molecules, model: Model | str | None = None, progress: bool = T
     return results
 
 
+def ood_score(molecule, model: Model | str | None = None, parameters: Parameters | None = None,
+              positions_nm: np.ndarray | None = None) -> float | None:
+    """Out-of-domain score (kcal/mol/Å) of one molecule, or None if the model has no ensemble.
+
+    ``molecule``: anything :func:`~grappa_like.molecule.to_molecule` reads; ``model``: a :class:`Model`,
+    a model file path, or None (the shipped model); ``parameters``: the main network's parameters if
+    already computed; ``positions_nm``: conformers to use instead of the model's ETKDG settings.
+    Raises ValueError if no conformer can be embedded. See :mod:`grappa_like.ood`.
+    """
+    if not isinstance(model, Model):
+        model = load_model(model)
+    if not isinstance(molecule, Molecule):
+        molecule = to_molecule(molecule)
+    return ood.ensemble_force_spread(molecule, model, parameters=parameters, positions_nm=positions_nm)
+
+
 def _ood_score_or_none(result: Result, model: Model) -> float | None:
     try:
-        return ood.ood_score(result.molecule, model, parameters=result.parameters)
+        return ood.ensemble_force_spread(result.molecule, model, parameters=result.parameters)
     except ValueError:  # no conformer could be embedded: no score, the parameters stand
         return None
 

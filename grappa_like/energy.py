@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from grappa_like.parameters import COULOMB_14_SCALE, LJ_14_SCALE
+
 COULOMB_CONSTANT = 138.935456  # kJ mol⁻¹ nm e⁻², as in OpenMM
-COULOMB_14_SCALE = 1.0 / 1.2
-LJ_14_SCALE = 0.5
 
 
 def _distance(positions, index):

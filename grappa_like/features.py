@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-import torch
 from rdkit import Chem
-from torch_geometric.data import Data
 
 from grappa_like.molecule import SUPPORTED_ATOMIC_NUMBERS
 
@@ -34,8 +34,8 @@ def _one_hot(value, choices) -> list[float]:
     return [1.0 if value == choice else 0.0 for choice in choices]
 
 
-def atom_features(mol: Chem.Mol, resonance: "Resonance | None" = None) -> torch.Tensor:
-    """(n_atoms, N_ATOM_FEATURES) float tensor: element, degree, formal charge (averaged over resonance
+def atom_features(mol: Chem.Mol, resonance: "Resonance | None" = None) -> np.ndarray:
+    """(n_atoms, N_ATOM_FEATURES) float32 array: element, degree, formal charge (averaged over resonance
     structures), hybridisation, number of bonded H, aromaticity, ring membership and ring sizes."""
     resonance = resonance or Resonance(mol)
     ring_info = mol.GetRingInfo()
@@ -53,14 +53,14 @@ def atom_features(mol: Chem.Mol, resonance: "Resonance | None" = None) -> torch.
             + [float(atom.GetIsAromatic()), float(ring_info.NumAtomRings(index) > 0)]
             + [float(ring_info.IsAtomInRingOfSize(index, size)) for size in RING_SIZES]
         )
-    features = torch.tensor(rows, dtype=torch.float32).reshape(-1, N_ATOM_FEATURES)
+    features = np.array(rows, dtype=np.float32).reshape(-1, N_ATOM_FEATURES)
     for group in resonance.equivalent_terminal_groups:
         features[group] = features[group].mean(0)
     return features
 
 
-def bond_features(mol: Chem.Mol, bonds: np.ndarray, resonance: "Resonance | None" = None) -> torch.Tensor:
-    """(n_bonds, N_BOND_FEATURES) float tensor for the bonds (i, j) given: bond order (averaged over
+def bond_features(mol: Chem.Mol, bonds: np.ndarray, resonance: "Resonance | None" = None) -> np.ndarray:
+    """(n_bonds, N_BOND_FEATURES) float32 array for the bonds (i, j) given: bond order (averaged over
     resonance structures), conjugation, ring."""
     resonance = resonance or Resonance(mol)
     rows = []
@@ -71,7 +71,7 @@ def bond_features(mol: Chem.Mol, bonds: np.ndarray, resonance: "Resonance | None
             + [float(bond.GetIsConjugated()), float(bond.IsInRing()),
                float(bond.GetBondType() not in BOND_TYPES)]
         )
-    features = torch.tensor(rows, dtype=torch.float32).reshape(-1, N_BOND_FEATURES)
+    features = np.array(rows, dtype=np.float32).reshape(-1, N_BOND_FEATURES)
     row_of_pair = {(int(i), int(j)): row for row, (i, j) in enumerate(bonds)}
     for group in resonance.equivalent_terminal_groups:
         centre = next(n.GetIdx() for n in mol.GetAtomWithIdx(group[0]).GetNeighbors())
@@ -156,34 +156,59 @@ class Resonance:
                 yield fragment, atom_indices
 
 
-class MoleculeGraph(Data):
-    """PyG graph of one molecule with its interaction index arrays (offset correctly when batched)."""
-
-    INTERACTION_KEYS = ("bonds", "angles", "propers", "impropers")
-
-    def __inc__(self, key, value, *args, **kwargs):
-        if key in self.INTERACTION_KEYS:
-            return self.num_nodes
-        return super().__inc__(key, value, *args, **kwargs)
-
-    def __cat_dim__(self, key, value, *args, **kwargs):
-        if key in self.INTERACTION_KEYS:
-            return 0
-        return super().__cat_dim__(key, value, *args, **kwargs)
+INTERACTION_KEYS = ("bonds", "angles", "propers", "impropers")
 
 
-def molecule_graph(mol: Chem.Mol, interactions) -> MoleculeGraph:
+@dataclass
+class GraphArrays:
+    """Graph of one molecule (or of several, concatenated) as numpy arrays; no torch.
+
+    ``edge_index`` (2, n_edges) holds both directions of every bond (source row 0, target row 1);
+    the interaction arrays index atoms of the same graph; ``batch`` maps atoms to molecules.
+    """
+
+    x: np.ndarray                # (n_atoms, N_ATOM_FEATURES) float32
+    edge_index: np.ndarray       # (2, n_edges) int64
+    edge_attr: np.ndarray        # (n_edges, N_BOND_FEATURES) float32
+    atomic_numbers: np.ndarray   # (n_atoms,) int64
+    total_charge: np.ndarray     # (n_molecules,) float64, e
+    bonds: np.ndarray
+    angles: np.ndarray
+    propers: np.ndarray
+    impropers: np.ndarray
+    batch: np.ndarray            # (n_atoms,) int64
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.x)
+
+
+def molecule_graph(mol: Chem.Mol, interactions) -> GraphArrays:
     """Graph of an RDKit Mol: atom features, bond features on both edge directions, interactions."""
     bonds = interactions.bonds
     resonance = Resonance(mol)
     bond_attr = bond_features(mol, bonds, resonance)
-    edge_index = torch.from_numpy(np.concatenate([bonds, bonds[:, ::-1]]).T.copy()).long().reshape(2, -1)
-    return MoleculeGraph(
+    return GraphArrays(
         x=atom_features(mol, resonance),
-        edge_index=edge_index,
-        edge_attr=torch.cat([bond_attr, bond_attr]),
-        atomic_numbers=torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=torch.long),
-        total_charge=torch.tensor([float(Chem.GetFormalCharge(mol))], dtype=torch.float64),
-        **{key: torch.from_numpy(getattr(interactions, key)).long() for key in MoleculeGraph.INTERACTION_KEYS},
-        num_nodes=mol.GetNumAtoms(),
+        edge_index=np.concatenate([bonds, bonds[:, ::-1]]).T.astype(np.int64).reshape(2, -1),
+        edge_attr=np.concatenate([bond_attr, bond_attr]),
+        atomic_numbers=np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64),
+        total_charge=np.array([float(Chem.GetFormalCharge(mol))]),
+        **{key: np.asarray(getattr(interactions, key), dtype=np.int64) for key in INTERACTION_KEYS},
+        batch=np.zeros(mol.GetNumAtoms(), dtype=np.int64),
+    )
+
+
+def concatenate_graphs(graphs: list[GraphArrays]) -> GraphArrays:
+    """One graph holding several molecules: atom indices offset, ``batch`` numbering the molecules."""
+    offsets = np.cumsum([0] + [graph.num_nodes for graph in graphs[:-1]])
+    return GraphArrays(
+        x=np.concatenate([graph.x for graph in graphs]),
+        edge_index=np.concatenate([graph.edge_index + offset for graph, offset in zip(graphs, offsets)], axis=1),
+        edge_attr=np.concatenate([graph.edge_attr for graph in graphs]),
+        atomic_numbers=np.concatenate([graph.atomic_numbers for graph in graphs]),
+        total_charge=np.concatenate([graph.total_charge for graph in graphs]),
+        **{key: np.concatenate([getattr(graph, key) + offset for graph, offset in zip(graphs, offsets)])
+           for key in INTERACTION_KEYS},
+        batch=np.concatenate([np.full(graph.num_nodes, index, dtype=np.int64) for index, graph in enumerate(graphs)]),
     )

@@ -10,28 +10,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
+from torch_geometric.data import Data
 from torch_geometric.nn import GATv2Conv
 from torch_geometric.utils import scatter
 
-from grappa_like.features import N_ATOM_FEATURES, N_BOND_FEATURES
-
-DEFAULT_CONFIG = {
-    "width": 128,
-    "n_layers": 4,
-    "attention_heads": 4,
-    "head_hidden": 128,
-    "n_proper_periodicities": 4,
-    "n_improper_periodicities": 2,
-}
-
-# Reference values the heads start from (OpenMM units); the network predicts log-ratios to them.
-BOND_K_REFERENCE = 3.0e5       # kJ/mol/nm²
-BOND_R0_REFERENCE = 0.13       # nm
-ANGLE_K_REFERENCE = 500.0      # kJ/mol/rad²
-ANGLE_THETA0_START = math.radians(110.0)
-TORSION_K_SCALE = 4.0          # kJ/mol per unit of network output
+from grappa_like.features import INTERACTION_KEYS, N_ATOM_FEATURES, N_BOND_FEATURES, GraphArrays
+from grappa_like.inference import (
+    ANGLE_K_REFERENCE,
+    ANGLE_THETA0_LOGIT,
+    BOND_K_REFERENCE,
+    BOND_R0_REFERENCE,
+    DEFAULT_CONFIG,
+    OUTPUT_ALIGNMENT,
+    TORSION_K_SCALE,
+)
 
 
 def mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
@@ -81,7 +76,7 @@ class SymmetricHead(nn.Module):
 
 
 class ForceFieldModel(nn.Module):
-    """Graph -> raw MM parameters for a (batched) :class:`~grappa_like.features.MoleculeGraph`."""
+    """Graph -> raw MM parameters for a (batched) :class:`MoleculeGraph`."""
 
     def __init__(self, config: dict, lj_class_atomic_numbers):
         super().__init__()
@@ -112,7 +107,7 @@ class ForceFieldModel(nn.Module):
             "bond_k": BOND_K_REFERENCE * torch.exp(bond_out[:, 0]),
             "bond_r0": BOND_R0_REFERENCE * torch.exp(0.2 * bond_out[:, 1]),
             "angle_k": ANGLE_K_REFERENCE * torch.exp(angle_out[:, 0]),
-            "angle_theta0": math.pi * torch.sigmoid(angle_out[:, 1] + _logit(ANGLE_THETA0_START / math.pi)),
+            "angle_theta0": math.pi * torch.sigmoid(angle_out[:, 1] + ANGLE_THETA0_LOGIT),
             "proper_k": TORSION_K_SCALE * self.proper_head(h, graph.propers),
             "improper_k": TORSION_K_SCALE * self.improper_head(h, graph.impropers),
             "charges": charge_equilibration(
@@ -125,9 +120,38 @@ class ForceFieldModel(nn.Module):
         }
 
 
-# which index array each output of ForceFieldModel.forward is aligned with
-OUTPUT_ALIGNMENT = {"bond_k": "bonds", "bond_r0": "bonds", "angle_k": "angles", "angle_theta0": "angles",
-                    "proper_k": "propers", "improper_k": "impropers", "charges": "atoms", "lj_logits": "atoms"}
+def network_from_weights(config: dict, weights: dict, lj_class_atomic_numbers) -> ForceFieldModel:
+    """A float32 torch network (eval mode) holding the numpy ``weights`` of a model file."""
+    network = ForceFieldModel(config, lj_class_atomic_numbers)
+    network.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in weights.items()})
+    return network.eval()
+
+
+class MoleculeGraph(Data):
+    """PyG graph of one molecule with its interaction index arrays (offset correctly when batched)."""
+
+    def __inc__(self, key, value, *args, **kwargs):
+        if key in INTERACTION_KEYS:
+            return self.num_nodes
+        return super().__inc__(key, value, *args, **kwargs)
+
+    def __cat_dim__(self, key, value, *args, **kwargs):
+        if key in INTERACTION_KEYS:
+            return 0
+        return super().__cat_dim__(key, value, *args, **kwargs)
+
+
+def torch_graph(graph: GraphArrays) -> MoleculeGraph:
+    """The PyG form of one molecule's :class:`~grappa_like.features.GraphArrays` (for training)."""
+    return MoleculeGraph(
+        x=torch.from_numpy(graph.x),
+        edge_index=torch.from_numpy(graph.edge_index),
+        edge_attr=torch.from_numpy(graph.edge_attr),
+        atomic_numbers=torch.from_numpy(graph.atomic_numbers),
+        total_charge=torch.from_numpy(graph.total_charge),
+        **{key: torch.from_numpy(getattr(graph, key)) for key in INTERACTION_KEYS},
+        num_nodes=graph.num_nodes,
+    )
 
 
 def split_per_molecule(raw: dict, graphs) -> list[dict]:
@@ -137,10 +161,6 @@ def split_per_molecule(raw: dict, graphs) -> list[dict]:
         counts[key] = [len(getattr(graph, key)) for graph in graphs]
     pieces = {key: torch.split(raw[key], counts[group]) for key, group in OUTPUT_ALIGNMENT.items()}
     return [{key: pieces[key][index] for key in OUTPUT_ALIGNMENT} for index in range(len(graphs))]
-
-
-def _logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
 
 
 def charge_equilibration(electronegativity, hardness, batch, total_charge):

@@ -8,7 +8,8 @@ parameters are computed on them (torch energy, float64), and the score is
     sqrt( mean over conformers, atoms, x/y/z of Var_networks[F] )        (kcal/mol/Å)
 
 i.e. the RMS of the per-component standard deviation (population, about the ensemble mean) of
-the forces across the main network and its members. It is 0 when all networks agree. Where the
+the forces across the main network and its members. Forces come from the OpenMM System that the
+writer builds (Reference platform, double precision), so no torch is needed. It is 0 when all networks agree. Where the
 training data covered a molecule well the networks agree; where it did not, they extrapolate
 differently. docs/benchmarks.md measures how well the score ranks molecules by their force error.
 """
@@ -16,12 +17,11 @@ differently. docs/benchmarks.md measures how well the score ranks molecules by t
 from __future__ import annotations
 
 import numpy as np
-import torch
 from rdkit import Chem
 
-from grappa_like.energy import energy_and_forces, parameters_energy
 from grappa_like.molecule import embed_conformers
 from grappa_like.units import ANGSTROM_TO_NM, KJ_PER_NM_TO_KCAL_PER_ANGSTROM
+from grappa_like.writers import to_openmm_system
 
 DEFAULT_CONFORMERS = 3
 DEFAULT_SEED = 20260101
@@ -41,10 +41,19 @@ def conformers(molecule, count: int = DEFAULT_CONFORMERS, seed: int = DEFAULT_SE
 
 
 def mm_forces(parameters, positions_nm: np.ndarray) -> np.ndarray:
-    """MM forces (M, N, 3) in kcal/mol/Å of ``parameters`` (all terms, float64) at ``positions_nm``."""
-    _, forces = energy_and_forces(torch.as_tensor(positions_nm, dtype=torch.float64),
-                                  lambda x: parameters_energy(x, parameters))
-    return forces.detach().numpy() * KJ_PER_NM_TO_KCAL_PER_ANGSTROM
+    """MM forces (M, N, 3) in kcal/mol/Å of ``parameters`` (all terms) at ``positions_nm`` (M, N, 3)."""
+    import openmm
+    from openmm import unit
+
+    n_atoms = positions_nm.shape[1]
+    system = to_openmm_system(parameters, [6] * n_atoms)  # masses do not enter the forces
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    forces = []
+    for positions in positions_nm:
+        context.setPositions(positions)
+        state = context.getState(getForces=True)
+        forces.append(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+    return np.asarray(forces) * KJ_PER_NM_TO_KCAL_PER_ANGSTROM
 
 
 def force_spread(forces: np.ndarray) -> float:
@@ -58,24 +67,14 @@ def force_spread(forces: np.ndarray) -> float:
     return float(np.sqrt((differences ** 2).mean(axis=(0, 1)).mean() / 2.0))
 
 
-def ood_score(molecule, model, parameters=None, positions_nm: np.ndarray | None = None) -> float | None:
-    """Out-of-domain score (kcal/mol/Å) of one molecule, or None if ``model`` has no ensemble.
-
-    ``molecule``: a :class:`~grappa_like.molecule.Molecule` (or anything ``to_molecule`` reads);
-    ``model``: a :class:`~grappa_like.api.Model`, a model file path, or None (the shipped model);
-    ``parameters``: the main network's parameters if already computed; ``positions_nm``: conformers
-    to use instead of the model's ETKDG settings (e.g. QM conformations). Raises ValueError if no
-    conformer can be embedded.
-    """
-    from grappa_like.api import Model, load_model
-    from grappa_like.molecule import Molecule, to_molecule
-
-    if not isinstance(model, Model):  # a path, or None for the shipped model
-        model = load_model(model)
+def ensemble_force_spread(molecule, model, parameters=None, positions_nm: np.ndarray | None = None) -> float | None:
+    """Out-of-domain score (kcal/mol/Å) of a :class:`~grappa_like.molecule.Molecule` under a loaded
+    :class:`~grappa_like.api.Model`, or None if the model has no ensemble (public entry point:
+    :func:`grappa_like.api.ood_score`). ``parameters``: the main network's, if already computed;
+    ``positions_nm``: conformers instead of the model's ETKDG settings. Raises ValueError if no
+    conformer can be embedded."""
     if not model.members:
         return None
-    if not isinstance(molecule, Molecule):
-        molecule = to_molecule(molecule)
     if positions_nm is None:
         settings = model.ood_settings
         positions_nm = conformers(molecule, settings["conformers"], settings["seed"])

@@ -13,6 +13,10 @@ import numpy as np
 
 from grappa_like.interactions import Interactions
 
+# Amber scaling of the 1-4 pairs (DESIGN.md): Coulomb × 1/1.2, LJ × 0.5
+COULOMB_14_SCALE = 1.0 / 1.2
+LJ_14_SCALE = 0.5
+
 
 @dataclass
 class Parameters:
@@ -33,6 +37,6 @@ class Parameters:
     @staticmethod
     def torsion_terms(signed_k: np.ndarray):
         """Yield (row, periodicity, phase rad, k kJ/mol) for every torsion term, in a fixed order."""
-        for row, amplitudes in enumerate(signed_k):
+        for row, amplitudes in enumerate(np.asarray(signed_k).tolist()):
             for column, kappa in enumerate(amplitudes):
-                yield row, column + 1, (0.0 if kappa >= 0 else np.pi), abs(float(kappa))
+                yield row, column + 1, (0.0 if kappa >= 0 else np.pi), abs(kappa)

@@ -24,7 +24,7 @@ from grappa_like.energy import bonded_energy, energy_and_forces, nonbonded_energ
 from grappa_like.features import molecule_graph
 from grappa_like.fileio import atomic_write
 from grappa_like.lj_types import LJTypeTable
-from grappa_like.model import ForceFieldModel, split_per_molecule
+from grappa_like.model import ForceFieldModel, split_per_molecule, torch_graph
 from grappa_like.units import KJ_PER_NM_TO_KCAL_PER_ANGSTROM, KJ_TO_KCAL
 
 
@@ -69,7 +69,7 @@ def _initial_weights(model_path: str, network: ForceFieldModel, weighted) -> dic
     if leaked:
         raise errors.TrainingSetupError(f"{model_path} trained on {len(leaked)} molecules of this run's validation split "
                          f"(e.g. {leaked[0]}); fine-tuning from it would bias the validation figures")
-    return saved["state_dict"]
+    return {name: torch.from_numpy(value) for name, value in saved["state_dict"].items()}
 
 
 @dataclass
@@ -106,7 +106,7 @@ def prepare(record: QMRecord, lj_table: LJTypeTable, weight: float = 1.0) -> Exa
         lj_classes = torch.tensor([lj_table.gaff2_type_to_class.get(t, -100) for t in record.gaff2_types])
     return Example(
         record=record,
-        graph=molecule_graph(record.molecule.rdkit_mol, interactions),
+        graph=torch_graph(molecule_graph(record.molecule.rdkit_mol, interactions)),
         indices={key: torch.from_numpy(getattr(interactions, key)) for key in ("bonds", "angles", "propers", "impropers")},
         positions=torch.tensor(record.positions, dtype=torch.float32),
         energies=torch.tensor(record.energies - record.energies.mean(), dtype=torch.float32),

@@ -134,6 +134,6 @@ def model_file_path(random_payload, tmp_path_factory) -> str:
     """The random model written with :func:`grappa_like.model_file.save`."""
     from grappa_like import model_file
 
-    path = tmp_path_factory.mktemp("models") / "random-model.pt"
+    path = tmp_path_factory.mktemp("models") / "random-model.npz"
     model_file.save(str(path), random_payload)
     return str(path)

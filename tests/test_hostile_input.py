@@ -469,14 +469,14 @@ def test_python_api_prints_nothing(random_model, tmp_path, capfd):
 
 
 def _payload(path: str) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return model_file.read_payload(path)
 
 
 def _save_raw(path, payload, recompute_checksum=True) -> str:
     payload = dict(payload)
     if recompute_checksum:
         payload["sha256"] = model_file.checksum(payload)
-    torch.save(payload, str(path))
+    model_file.write_payload(str(path), payload)
     return str(path)
 
 
@@ -492,8 +492,8 @@ MODEL_CASES = {
     "text-file": lambda src, dst: _write(dst, "not a model\n"),
     "wrong-version": lambda src, dst: _save_raw(dst, dict(_payload(src), format_version=99)),
     "future-version-string": lambda src, dst: _save_raw(dst, dict(_payload(src), format_version="2.0")),
-    "not-a-model-dict": lambda src, dst: _save_raw(dst, {"state_dict": {}, "format_version": 1}),
-    "torch-list": lambda src, dst: (torch.save([1, 2, 3], str(dst)), str(dst))[1],
+    "not-a-model-dict": lambda src, dst: _save_raw(dst, {"state_dict": {}, "format_version": 3}),
+    "other-npz": lambda src, dst: (np.savez(open(dst, "wb"), x=np.arange(3)), str(dst))[1],
     "tampered-tensor": lambda src, dst: _save_raw(dst, dict(_payload(src), state_dict={
         k: v + 1 for k, v in _payload(src)["state_dict"].items()}), recompute_checksum=False),
     "config-does-not-fit-weights": lambda src, dst: _save_raw(dst, dict(
@@ -506,7 +506,7 @@ MODEL_CASES = {
 
 @pytest.mark.parametrize("case", sorted(MODEL_CASES))
 def test_bad_model_file(case, model_file_path, tmp_path):
-    path = MODEL_CASES[case](model_file_path, tmp_path / f"{case}.pt")
+    path = MODEL_CASES[case](model_file_path, tmp_path / f"{case}.npz")
     with pytest.raises(errors.GrappaLikeError) as info:
         grappa_like.load_model(path)
     assert type(info.value) is errors.ModelFileError
@@ -515,7 +515,7 @@ def test_bad_model_file(case, model_file_path, tmp_path):
 
 @pytest.mark.parametrize("case", ["truncated", "random-bytes", "wrong-version", "config-does-not-fit-weights"])
 def test_bad_model_file_in_the_cli_exits_2_and_writes_nothing(case, model_file_path, tmp_path, caplog):
-    path = MODEL_CASES[case](model_file_path, tmp_path / f"{case}.pt")
+    path = MODEL_CASES[case](model_file_path, tmp_path / f"{case}.npz")
     out = tmp_path / "out"
     assert main(["parameterize", "--smiles", "CCO", "--smiles", "CCN", "-o", str(out), "--model", path]) == 2
     assert not out.exists()
