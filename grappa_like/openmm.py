@@ -71,9 +71,9 @@ def _model_checksum(model: Model) -> str:
     if model.checksum:
         return model.checksum
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.network.state_dict().items()):
+    for name, weights in sorted(model.network.weights.items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(weights.tobytes())
     return digest.hexdigest()
 
 
