@@ -159,35 +159,57 @@ def to_gromacs(molecule, parameters: Parameters, path_prefix, residue_name: str 
     return [top_path, gro_path]
 
 
-def _gromacs_top(molecule, parameters: Parameters, names, residue_name: str) -> str:
-    interactions = parameters.interactions
-    tag = parameter_tag(molecule, parameters)
-    masses = _masses(molecule)
+def to_gromacs_itp(molecule, parameters: Parameters, path_prefix,
+                   residue_name: str = DEFAULT_RESIDUE_NAME) -> list[str]:
+    """Write ``<prefix>.itp`` ([ moleculetype ] named ``residue_name``), ``<prefix>_atomtypes.itp`` and
+    ``<prefix>.gro`` (nm) for ``#include`` next to an Amber force field of GROMACS; return their paths.
 
-    # One atom type per distinct (element, mass, σ, ε).
+    The including topology must use ``[ defaults ]`` nbfunc 1 and comb-rule 2 (σ, ε), as GROMACS'
+    ``amber*.ff`` do; gen-pairs, fudgeLJ and fudgeQQ do not matter: every 1-4 pair is ``[ pairs ]``
+    function 2 with its own fudgeQQ (1/1.2), charges, σ and 0.5·ε (amber99sb-ildn's fudgeQQ is 0.8333).
+    """
+    _check(molecule, parameters)
+    prefix = _strip_extension(path_prefix, _GROMACS_EXTENSIONS)
+    itp_path, atomtypes_path, gro_path = prefix + ".itp", prefix + "_atomtypes.itp", prefix + ".gro"
+    names = atom_names(molecule)
+    type_of_atom, atomtype_lines = _gromacs_atomtypes(molecule, parameters)
+    header = [f"; grappa_like parameters of {molecule.name}; SMILES: {molecule.smiles}",
+              "; needs [ defaults ] nbfunc 1, comb-rule 2 (sigma, epsilon), as GROMACS' amber*.ff"]
+    atomic_write_text(atomtypes_path, "\n".join(
+        header + [f'; #include "{os.path.basename(atomtypes_path)}" right after the force field\'s forcefield.itp',
+                  ""] + atomtype_lines + [""]))
+    moleculetype = _gromacs_moleculetype(molecule, parameters, names, type_of_atom, residue_name, residue_name,
+                                         pair_function=2)
+    atomic_write_text(itp_path, "\n".join(
+        header + [f'; #include "{os.path.basename(itp_path)}" after the other [ moleculetype ] blocks; '
+                  f'add "{residue_name}  1" to [ molecules ]', ""] + moleculetype + [""]))
+    atomic_write_text(gro_path, _gromacs_gro(molecule, names, residue_name))
+    return [itp_path, atomtypes_path, gro_path]
+
+
+def _gromacs_atomtypes(molecule, parameters: Parameters) -> tuple[list[str], list[str]]:
+    """(atom type of each atom, ``[ atomtypes ]`` lines): one type per distinct (element, mass, σ, ε)."""
+    tag = parameter_tag(molecule, parameters)
     type_of_atom, type_rows = [], {}
-    for z, mass, sigma, epsilon in zip(molecule.atomic_numbers, masses, parameters.sigma, parameters.epsilon):
+    for z, mass, sigma, epsilon in zip(molecule.atomic_numbers, _masses(molecule), parameters.sigma,
+                                       parameters.epsilon):
         key = (int(z), mass, float(sigma), float(epsilon))
         if key not in type_rows:
             type_rows[key] = f"{tag}_{len(type_rows) + 1}"
         type_of_atom.append(type_rows[key])
-
-    lines = [
-        f"; GROMACS topology of {molecule.name} written by grappa_like (self-contained: no include lines)",
-        f"; SMILES: {molecule.smiles}",
-        "",
-        "[ defaults ]",
-        "; nbfunc  comb-rule  gen-pairs  fudgeLJ  fudgeQQ",
-        f"  1        2          yes        {_number(LJ_14_SCALE)}      {_number(COULOMB_14_SCALE)}",
-        "",
-        "[ atomtypes ]",
-        "; name  at.num  mass  charge  ptype  sigma(nm)  epsilon(kJ/mol)",
-    ]
+    lines = ["[ atomtypes ]", "; name  at.num  mass  charge  ptype  sigma(nm)  epsilon(kJ/mol)"]
     for (z, mass, sigma, epsilon), type_name in type_rows.items():
         lines.append(f"  {type_name}  {z}  {_number(mass)}  0.000000  A  {_number(sigma)}  {_number(epsilon)}")
-    molecule_type = re.sub(r"[^A-Za-z0-9_+-]", "_", molecule.name)[:40] or residue_name
-    lines += ["", "[ moleculetype ]", "; name  nrexcl", f"  {molecule_type}  3", "",
-              "[ atoms ]", "; nr  type  resnr  residue  atom  cgnr  charge(e)  mass(u)"]
+    return type_of_atom, lines
+
+
+def _gromacs_moleculetype(molecule, parameters: Parameters, names, type_of_atom, molecule_type: str,
+                          residue_name: str, pair_function: int) -> list[str]:
+    """``[ moleculetype ]`` block; 1-4 pairs as function 1 (σ, 0.5·ε; fudgeQQ from [ defaults ]) or 2 (all explicit)."""
+    interactions = parameters.interactions
+    masses = _masses(molecule)
+    lines = ["[ moleculetype ]", "; name  nrexcl", f"  {molecule_type}  3", "",
+             "[ atoms ]", "; nr  type  resnr  residue  atom  cgnr  charge(e)  mass(u)"]
     for index, (name, type_name, charge, mass) in enumerate(zip(names, type_of_atom, parameters.charges, masses)):
         lines.append(f"  {index + 1}  {type_name}  1  {residue_name}  {name}  {index + 1}  "
                      f"{_number(charge)}  {_number(mass)}")
@@ -197,11 +219,18 @@ def _gromacs_top(molecule, parameters: Parameters, names, residue_name: str) -> 
         for (i, j), r0, k in zip(interactions.bonds, parameters.bond_r0, parameters.bond_k):
             lines.append(f"  {i + 1}  {j + 1}  1  {_number(r0)}  {_number(k)}")
     if len(interactions.pairs14):
-        lines += ["", "[ pairs ]", "; ai  aj  funct  sigma(nm)  epsilon(kJ/mol), 1-4 scaling included"]
-        s, e = parameters.sigma, parameters.epsilon
+        s, e, q = parameters.sigma, parameters.epsilon, parameters.charges
+        if pair_function == 1:
+            lines += ["", "[ pairs ]", "; ai  aj  funct  sigma(nm)  epsilon(kJ/mol), 1-4 scaling included"]
+        else:
+            lines += ["", "[ pairs ]", "; ai  aj  funct  fudgeQQ  qi(e)  qj(e)  sigma(nm)  epsilon(kJ/mol), "
+                                       "1-4 scaling included"]
         for i, j in interactions.pairs14:
-            lines.append(f"  {i + 1}  {j + 1}  1  {_number(0.5 * (s[i] + s[j]))}  "
-                         f"{_number(LJ_14_SCALE * np.sqrt(e[i] * e[j]))}")
+            lj = f"{_number(0.5 * (s[i] + s[j]))}  {_number(LJ_14_SCALE * np.sqrt(e[i] * e[j]))}"
+            if pair_function == 1:
+                lines.append(f"  {i + 1}  {j + 1}  1  {lj}")
+            else:
+                lines.append(f"  {i + 1}  {j + 1}  2  {_number(COULOMB_14_SCALE)}  {_number(q[i])}  {_number(q[j])}  {lj}")
     if len(interactions.angles):
         lines += ["", "[ angles ]", "; ai  aj  ak  funct  theta0(deg)  k(kJ/mol/rad^2)"]
         for (i, j, k), theta0, force_constant in zip(interactions.angles, parameters.angle_theta0, parameters.angle_k):
@@ -217,6 +246,23 @@ def _gromacs_top(molecule, parameters: Parameters, names, residue_name: str) -> 
         for row, periodicity, phase, k in Parameters.torsion_terms(signed_k):
             a, b, c, d = (int(x) + 1 for x in quadruples[row])
             lines.append(f"  {a}  {b}  {c}  {d}  {funct}  {_number(np.degrees(phase))}  {_number(k)}  {periodicity}")
+    return lines
+
+
+def _gromacs_top(molecule, parameters: Parameters, names, residue_name: str) -> str:
+    type_of_atom, atomtype_lines = _gromacs_atomtypes(molecule, parameters)
+    lines = [
+        f"; GROMACS topology of {molecule.name} written by grappa_like (self-contained: no include lines)",
+        f"; SMILES: {molecule.smiles}",
+        "",
+        "[ defaults ]",
+        "; nbfunc  comb-rule  gen-pairs  fudgeLJ  fudgeQQ",
+        f"  1        2          yes        {_number(LJ_14_SCALE)}      {_number(COULOMB_14_SCALE)}",
+        "",
+    ] + atomtype_lines
+    molecule_type = re.sub(r"[^A-Za-z0-9_+-]", "_", molecule.name)[:40] or residue_name
+    lines += [""] + _gromacs_moleculetype(molecule, parameters, names, type_of_atom, molecule_type, residue_name,
+                                          pair_function=1)
     lines += ["", "[ system ]", f"  {molecule.name}", "", "[ molecules ]", "; name  count",
               f"  {molecule_type}  1", ""]
     return "\n".join(lines)
@@ -305,6 +351,157 @@ def _check_amber_14(parm, parameters: Parameters) -> None:
             f"Amber export: {len(carried)} dihedrals carry 1-4 pairs ({len(set(carried))} distinct) "
             f"but the molecule has {len(pairs)} 1-4 pairs"
         )
+
+
+# ------------------------------------------------------------------------------------------------
+# Amber ligand for tleap (mol2 + frcmod)
+# ------------------------------------------------------------------------------------------------
+
+AMBER_TYPE_LETTERS = "zy"   # first characters of no atom type in AmberTools' dat/leap (ff14SB, ff19SB, GAFF, ...)
+_AMBER_TYPE_SECOND = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_KJ_PER_KCAL = 4.184
+_MOL2_BOND_ORDERS = {1.0: "1", 2.0: "2", 3.0: "3", 1.5: "ar"}
+
+
+def amber_atom_types(molecule, type_letters: str = AMBER_TYPE_LETTERS) -> list[str]:
+    """Two-character Amber atom types, one per atom: a letter of ``type_letters`` + one of 62 characters."""
+    capacity = len(type_letters) * len(_AMBER_TYPE_SECOND)
+    if molecule.n_atoms > capacity:
+        raise errors.GrappaLikeError(
+            f"{molecule.name}: {molecule.n_atoms} atoms need one Amber atom type each, but type_letters="
+            f"{type_letters!r} gives {capacity}; pass more letters (e.g. 'zyxw')")
+    return [type_letters[i // len(_AMBER_TYPE_SECOND)] + _AMBER_TYPE_SECOND[i % len(_AMBER_TYPE_SECOND)]
+            for i in range(molecule.n_atoms)]
+
+
+def to_amber_ligand(molecule, parameters: Parameters, path_prefix, residue_name: str = DEFAULT_RESIDUE_NAME,
+                    type_letters: str = AMBER_TYPE_LETTERS) -> list[str]:
+    """Write ``<prefix>.mol2`` (Å, charges in e) and ``<prefix>.frcmod`` (kcal/mol, Å, degrees) for tleap; return their paths.
+
+    One two-character atom type per atom (tleap reads no longer ones), starting with a letter of
+    ``type_letters``: ligands loaded in the same tleap session need different letters. tleap builds
+    ONE improper per atom with three neighbours, our energy has three: run
+    :func:`complete_amber_impropers` on the prmtop that tleap saves.
+    """
+    _check(molecule, parameters)
+    prefix = _strip_extension(path_prefix, (".mol2", ".frcmod"))
+    mol2_path, frcmod_path = prefix + ".mol2", prefix + ".frcmod"
+    types = amber_atom_types(molecule, type_letters)
+    atomic_write_text(mol2_path, _mol2(molecule, parameters, types, residue_name))
+    atomic_write_text(frcmod_path, _frcmod(molecule, parameters, types))
+    return [mol2_path, frcmod_path]
+
+
+def _mol2(molecule, parameters: Parameters, types, residue_name: str) -> str:
+    positions = np.asarray(molecule.conformer_positions(), dtype=np.float64)
+    names = atom_names(molecule)
+    bonds = list(molecule.rdkit_mol.GetBonds())
+    lines = ["@<TRIPOS>MOLECULE", residue_name, f"{molecule.n_atoms} {len(bonds)} 1 0 0", "SMALL", "USER_CHARGES",
+             f"grappa_like parameters of {molecule.name}", "@<TRIPOS>ATOM"]
+    for index, (name, atom_type, xyz, charge) in enumerate(zip(names, types, positions, parameters.charges)):
+        lines.append(f"{index + 1:7d} {name:<8s} {xyz[0]:12.6f} {xyz[1]:12.6f} {xyz[2]:12.6f} {atom_type:<4s} "
+                     f"1 {residue_name} {_number(charge)}")
+    lines.append("@<TRIPOS>BOND")
+    for index, bond in enumerate(bonds):
+        order = _MOL2_BOND_ORDERS.get(bond.GetBondTypeAsDouble(), "1")
+        lines.append(f"{index + 1:6d} {bond.GetBeginAtomIdx() + 1:5d} {bond.GetEndAtomIdx() + 1:5d} {order}")
+    lines += ["@<TRIPOS>SUBSTRUCTURE", f"     1 {residue_name}  1 TEMP  0 ****  ****    0 ROOT", ""]
+    return "\n".join(lines)
+
+
+def _frcmod(molecule, parameters: Parameters, types) -> str:
+    """frcmod text: Amber's E = K (r - r0)² (no 1/2), kcal/mol, Å, degrees; R* = 2^(1/6) σ / 2."""
+    interactions = parameters.interactions
+    joined = lambda indices: "-".join(types[int(i)] for i in indices)  # noqa: E731
+    lines = [f"grappa_like {parameter_tag(molecule, parameters)} {molecule.name}: after tleap, run "
+             "grappa_like.export.complete_amber_impropers on the prmtop", "MASS"]
+    lines += [f"{atom_type} {_number(mass)}" for atom_type, mass in zip(types, _masses(molecule))]
+    lines += ["", "BOND"]
+    for pair, r0, k in zip(interactions.bonds, parameters.bond_r0, parameters.bond_k):
+        lines.append(f"{joined(pair)}  {_number(k / 2 / _KJ_PER_KCAL / 100)}  {_number(10 * r0)}")
+    lines += ["", "ANGL"]
+    for triple, theta0, k in zip(interactions.angles, parameters.angle_theta0, parameters.angle_k):
+        lines.append(f"{joined(triple)}  {_number(k / 2 / _KJ_PER_KCAL)}  {_number(np.degrees(theta0))}")
+    lines += ["", "DIHE"]
+    with_term = {tuple(int(a) for a in quadruple) for quadruple in interactions.propers}
+    terms = defaultdict(list)
+    for row, periodicity, phase, k in Parameters.torsion_terms(parameters.proper_k):
+        terms[row].append((periodicity, phase, k))
+    for row, quadruple in enumerate(interactions.propers):
+        for number, (periodicity, phase, k) in enumerate(terms[row]):
+            last = number == len(terms[row]) - 1   # tleap: negative PN = more terms follow
+            lines.append(f"{joined(quadruple)}   1  {_number(k / _KJ_PER_KCAL)}  {_number(np.degrees(phase))}  "
+                         f"{periodicity if last else -periodicity}.")
+    for quadruple in _chains(molecule):   # around a linear atom: a zero term, so tleap keeps the 1-4 pair
+        if quadruple not in with_term:
+            lines.append(f"{joined(quadruple)}   1  0.0  0.0  1.")
+    lines += ["", "IMPROPER"]   # every improper (tleap stacks them on one per centre; see complete_amber_impropers)
+    for row, periodicity, phase, k in Parameters.torsion_terms(parameters.improper_k):
+        lines.append(f"{joined(interactions.impropers[row])}        {_number(k / _KJ_PER_KCAL)}  "
+                     f"{_number(np.degrees(phase))}  {periodicity}.")
+    lines += ["", "NONBON"]
+    for atom_type, sigma, epsilon in zip(types, parameters.sigma, parameters.epsilon):
+        lines.append(f"  {atom_type}  {_number(10 * sigma * 2 ** (1 / 6) / 2)}  {_number(epsilon / _KJ_PER_KCAL)}")
+    return "\n".join(lines + ["", ""])
+
+
+def _read_frcmod_impropers(frcmod_path) -> tuple[set[str], list[tuple[tuple[str, ...], float, float, int]]]:
+    """(atom types of the MASS section, improper lines as (types, k kcal/mol, phase deg, periodicity))."""
+    types, impropers, section = set(), [], None
+    with open(frcmod_path) as handle:
+        lines = handle.read().splitlines()[1:]
+    for line in lines:
+        if not line.strip():
+            section = None
+        elif section is None:
+            section = line.strip()[:4].upper()
+        elif section == "MASS":
+            types.add(line[:2].strip())
+        elif section == "IMPR":
+            fields = line[11:].split()
+            impropers.append((tuple(line[k:k + 2].strip() for k in (0, 3, 6, 9)), float(fields[0]),
+                              float(fields[1]), int(abs(float(fields[2])))))
+    return types, impropers
+
+
+def complete_amber_impropers(prmtop_path, frcmod_path, output_path=None) -> str:
+    """Give every residue typed by ``frcmod_path`` (a :func:`to_amber_ligand` file) exactly the frcmod's impropers.
+
+    tleap builds one improper per atom with three neighbours and stacks every matching IMPROPER line
+    on it; this replaces those by the frcmod's impropers in their own atom order (three per centre).
+    Writes ``output_path`` (default: over ``prmtop_path``) and returns it.
+    """
+    parmed = _import_parmed()
+    output_path = os.fspath(output_path or prmtop_path)
+    ligand_types, impropers = _read_frcmod_impropers(frcmod_path)
+    if not ligand_types:
+        raise errors.GrappaLikeError(f"{frcmod_path}: no MASS section, not a grappa_like ligand frcmod")
+    parm = parmed.load_file(os.fspath(prmtop_path))
+    completed = 0
+    for residue in parm.residues:
+        by_type = {atom.type: atom for atom in residue.atoms}
+        if not ligand_types & set(by_type):
+            continue
+        if set(by_type) != ligand_types or len(by_type) != len(residue.atoms):
+            raise errors.GrappaLikeError(
+                f"{prmtop_path}: residue {residue.name} {residue.number} has atom types {sorted(by_type)}, "
+                f"not the {len(ligand_types)} distinct types of {frcmod_path}")
+        members = set(residue.atoms)
+        for dihedral in [d for d in parm.dihedrals if d.improper and {d.atom1, d.atom2, d.atom3, d.atom4} <= members]:
+            dihedral.delete()
+            parm.dihedrals.remove(dihedral)
+        for quadruple, k, phase, periodicity in impropers:
+            dihedral_type = parmed.DihedralType(k, periodicity, phase, scee=SCEE, scnb=SCNB)
+            parm.dihedral_types.append(dihedral_type)
+            atoms = [by_type[atom_type] for atom_type in quadruple]
+            parm.dihedrals.append(parmed.Dihedral(*atoms, improper=True, ignore_end=True, type=dihedral_type))
+        completed += 1
+    if not completed:
+        raise errors.GrappaLikeError(f"{prmtop_path}: no residue has the atom types of {frcmod_path}")
+    parm.dihedral_types.claim()
+    parm.remake_parm()
+    atomic_write(output_path, lambda temporary: parm.write_parm(temporary))
+    return output_path
 
 
 # ------------------------------------------------------------------------------------------------
