@@ -43,8 +43,8 @@ class ModelPlugin(WorkerPlugin):
 
 
 def run_batch(key: str, records: bytes, output_format: str, max_atoms: int, total_charge, ood_score: bool = False):
-    """Worker task: :func:`grappa_like.library.parameterize_records` of pickled ``records``, with the worker's model."""
-    from grappa_like.library import parameterize_records
+    """Worker task: :func:`grappa_like.outputs.parameterize_records` of pickled ``records``, with the worker's model."""
+    from grappa_like.outputs import parameterize_records
 
     if key not in _MODELS:
         raise RuntimeError(f"model {key[:16]} is not loaded on this worker (its ModelPlugin did not run)")

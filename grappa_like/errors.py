@@ -68,3 +68,7 @@ class ChargeMismatchError(MoleculeInputError):
 
 class ParameterizationError(GrappaLikeError):
     """The network or the writer failed on a molecule that passed input validation (please report it)."""
+
+
+class OutputPathError(GrappaLikeError, OSError):
+    """An output file or folder cannot be created or written where the user asked."""

@@ -32,12 +32,11 @@ import hashlib
 import os
 import re
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 
 from grappa_like import errors
 from grappa_like.fileio import UniqueNamer
+from grappa_like.outputs import RecordOutcome, one_line as _clean, parameterize_records
 
 MANIFEST = "manifest.tsv"
 MANIFEST_VERSION = "grappa_like-library-manifest-v2"
@@ -52,10 +51,6 @@ class ManifestMismatchError(errors.GrappaLikeError, ValueError):
 def shard_of(name: str) -> str:
     """Shard folder of an output name: the first two hex characters of its sha256."""
     return hashlib.sha256(name.encode("utf-8")).hexdigest()[:2]
-
-
-def _clean(text) -> str:
-    return " ".join(str(text).split())[:500]
 
 
 def _fsync_path(path: str) -> None:
@@ -76,55 +71,6 @@ def _write_durable(path: str, content: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
     atomic_write(path, write)
-
-
-@dataclass
-class RecordOutcome:
-    """What parameterizing one record gives: its output files (name -> bytes, main file last) or its error."""
-
-    files: dict[str, bytes] = field(default_factory=dict)
-    error_class: str = ""
-    message: str = ""
-    ood_score: float | None = None  # kcal/mol/Å, see grappa_like.ood
-
-
-def render_files(result, output_format: str, file_name: str) -> dict[str, bytes]:
-    """Output files of one parameterized molecule as ``{file name: bytes}``, the main ``<file_name>.<ext>`` last."""
-    from grappa_like.cli.parameterize import EXTENSIONS, write_result
-
-    main = file_name + EXTENSIONS[output_format]
-    if output_format == "openmm":
-        import openmm
-
-        return {main: openmm.XmlSerializer.serialize(result.to_openmm()).encode("utf-8")}
-    with tempfile.TemporaryDirectory() as folder:  # the writers of the other formats write files (two for some)
-        write_result(result, output_format, os.path.join(folder, main))
-        files = {}
-        for name in sorted(os.listdir(folder), key=lambda name: name == main):
-            with open(os.path.join(folder, name), "rb") as handle:
-                files[name] = handle.read()
-        return files
-
-
-def parameterize_records(model, records, output_format: str, max_atoms: int, total_charge: int | None,
-                         ood_score: bool = False) -> list[RecordOutcome]:
-    """One :class:`RecordOutcome` per ``(file name, Molecule)`` record, in order; runs where it is called (a worker or the driver)."""
-    from grappa_like.api import parameterize
-
-    results = parameterize([molecule for _, molecule in records], model=model, progress=False, max_atoms=max_atoms,
-                           batch_size=max(len(records), 1), total_charge=total_charge, ood_score=ood_score)
-    outcomes = []
-    for (file_name, _), result in zip(records, results):
-        error = result.error
-        if error is None:
-            try:
-                outcomes.append(RecordOutcome(files=render_files(result, output_format, file_name),
-                                              ood_score=result.ood_score))
-                continue
-            except Exception as render_error:  # e.g. a System OpenMM refuses: this record fails, the run goes on
-                error = render_error
-        outcomes.append(RecordOutcome(error_class=type(error).__name__, message=_clean(error)))
-    return outcomes
 
 
 class Manifest:
@@ -228,7 +174,7 @@ def parameterize_library(path, out_dir, model=None, output_format: str = "openmm
     another input / format / model, and :class:`grappa_like.errors.ModelFileError` for a bad model.
     """
     from grappa_like.api import Model, load_model
-    from grappa_like.cli.parameterize import EXTENSIONS
+    from grappa_like.outputs import EXTENSIONS, make_folder
     from grappa_like.molecule import DEFAULT_MAX_ATOMS, read_file
 
     if output_format not in EXTENSIONS:
@@ -240,7 +186,7 @@ def parameterize_library(path, out_dir, model=None, output_format: str = "openmm
     path, out_dir = str(path), str(out_dir)
     max_atoms = max_atoms or DEFAULT_MAX_ATOMS
     extension = EXTENSIONS[output_format]
-    os.makedirs(out_dir, exist_ok=True)
+    make_folder(out_dir)
     header = (f"# {MANIFEST_VERSION} input={os.path.basename(path)} format={output_format} "
               f"model_sha256={model.checksum or 'unknown'}")
     manifest = Manifest(out_dir, header)

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from grappa_like import __version__
 from grappa_like.cli import benchmark, build_dataset, evaluate, parameterize, report, train
 
 COMMANDS = {"parameterize": parameterize, "report": report, "train": train, "evaluate": evaluate,
@@ -20,6 +21,7 @@ def main(argv=None) -> int:
                     "shipped model, write an HTML report of one, build a QM data set, train a model on QM data, "
                     "or evaluate one against QM and GAFF2.",
     )
+    parser.add_argument("--version", action="version", version=f"grappa-like {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
         module.add_parser(subparsers)
@@ -28,7 +30,14 @@ def main(argv=None) -> int:
 
     RDLogger.DisableLog("rdApp.*")  # errors reach the user as one line per record instead
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    return COMMANDS[args.command].run(args)
+    try:
+        return COMMANDS[args.command].run(args)
+    except ModuleNotFoundError as error:  # training, evaluation and benchmarks need torch
+        if error.name not in ("torch", "torch_geometric"):
+            raise
+        logging.getLogger("grappa_like").error(
+            f"error: grappa-like {args.command} needs {error.name}: pip install 'grappa_like[train]'")
+        return 2
 
 
 if __name__ == "__main__":

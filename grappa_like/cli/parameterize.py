@@ -1,7 +1,8 @@
 """``grappa-like parameterize``: molecules in, OpenMM System XML files out.
 
 One molecule in: ``-o`` is a file (for gromacs/amber: the .top/.prmtop; .gro/.inpcrd are written
-next to it), or, if ``-o`` is an existing folder, ``<name>.<ext>`` in it. Several (several inputs, a
+next to it), or, if ``-o`` is an existing folder or ends in ``/``, ``<name>.<ext>`` in it; missing
+parent folders are created. Several (several inputs, a
 multi-record SDF, repeated ``--smiles``): ``-o`` is a folder with one ``<name>.xml`` per molecule and
 ``failures.tsv`` (record, input, error class, message; UTF-8). File names are the record names made
 safe (characters other than letters, digits, ``_ . -`` become ``_``; at most 100 characters); names
@@ -18,17 +19,12 @@ import os
 import sys
 
 from grappa_like import errors
-from grappa_like.cli.common import whole_number_at_least
+from grappa_like.cli.common import collect_records, whole_number_at_least
 from grappa_like.cli.report import add_report_arguments, write_report_next_to
 from grappa_like.fileio import UniqueNamer, atomic_write, atomic_write_text
-
-EXTENSIONS = {"openmm": ".xml", "ffxml": ".ffxml", "gromacs": ".top", "amber": ".prmtop"}
+from grappa_like.outputs import EXTENSIONS, is_folder_output, make_folder, one_line as _one_line, prepare_file, write_result
 log = logging.getLogger("grappa_like.parameterize")
 POSITIVE_INT = whole_number_at_least(1)
-
-
-def _one_line(error) -> str:
-    return " ".join(str(error).split())[:500]
 
 
 def add_parser(subparsers) -> None:
@@ -85,50 +81,10 @@ def add_parser(subparsers) -> None:
     add_report_arguments(parser)
 
 
-def collect_records(inputs: list[str], smiles: list[str], max_atoms: int):
-    """List of (record name, input description, Molecule or error) for every record of every input."""
-    from grappa_like.molecule import from_smiles, read_file
-
-    pdb_inputs = [path for path in inputs if path.lower().endswith(".pdb")]
-    if pdb_inputs and len(smiles) not in (1, len(pdb_inputs)):
-        raise errors.MoleculeInputError(
-            f"{len(pdb_inputs)} PDB inputs need one --smiles for all of them or one per PDB, got {len(smiles)}")
-    records = []
-    pdb_index = 0
-    for path in inputs:
-        template = None
-        if path.lower().endswith(".pdb"):
-            template = smiles[0] if len(smiles) == 1 else (smiles[pdb_index] if smiles else None)
-            pdb_index += 1
-        for name, item in read_file(path, smiles=template, max_atoms=max_atoms):
-            records.append((name, path, item))
-    if not pdb_inputs:
-        for index, text in enumerate(smiles):
-            name = f"mol{len(records) + 1}"
-            try:
-                records.append((name, text, from_smiles(text, name=name, max_atoms=max_atoms)))
-            except errors.MoleculeInputError as error:
-                records.append((name, text, error))
-    return records
-
-
 def unique_file_names(names: list[str]) -> list[str]:
     """File-system-safe, unique names; duplicates get a suffix _2, _3, ... in input order."""
     namer = UniqueNamer()
     return [namer(name) for name in names]
-
-
-def write_result(result, output_format: str, path: str) -> None:
-    """Write one parameterized molecule in ``output_format`` to ``path`` (each file written atomically)."""
-    if output_format == "openmm":
-        import openmm
-
-        atomic_write_text(path, openmm.XmlSerializer.serialize(result.to_openmm()))
-        return
-    from grappa_like import export
-
-    writer = {"ffxml": export.to_ffxml, "gromacs": export.to_gromacs, "amber": export.to_amber}[output_format]
-    writer(result.molecule, result.parameters, path)
 
 
 OOD_COLUMNS = ("record", "file", "ood_score_kcal_per_mol_angstrom", "threshold", "above_threshold")
@@ -162,6 +118,11 @@ def run_reparameterize(args, model) -> int:
     ligands = [path for path in args.inputs if not path.lower().endswith(".pdb")]
     if len(structures) != 1:
         log.error("error: re-parameterize mode (--forcefield) needs exactly one PDB input")
+        return 2
+    try:
+        prepare_file(args.output)
+    except errors.OutputPathError as error:
+        log.error(f"error: {_one_line(error)}")
         return 2
     try:
         pdb = app.PDBFile(structures[0])
@@ -246,13 +207,12 @@ def run(args) -> int:
     for name, source, item in records:
         outcomes.append((name, source, item if isinstance(item, Exception) else next(results)))
 
-    single = len(outcomes) == 1 and not os.path.isdir(args.output)
-    if not single:
-        try:
-            os.makedirs(args.output, exist_ok=True)
-        except OSError as error:
-            log.error(f"error: cannot make the output folder {args.output} ({_one_line(error)})")
-            return 2
+    single = not is_folder_output(args.output, len(outcomes))
+    try:
+        prepare_file(args.output) if single else make_folder(args.output)
+    except errors.OutputPathError as error:
+        log.error(f"error: {_one_line(error)}")
+        return 2
     file_names = unique_file_names([name for name, _, _ in outcomes])
     failures, written, scores = [], 0, []
     for (name, source, outcome), file_name in zip(outcomes, file_names):

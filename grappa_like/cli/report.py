@@ -87,7 +87,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from grappa_like.api import parameterize
     from grappa_like.cli.common import load_model_or_report
-    from grappa_like.cli.parameterize import collect_records
+    from grappa_like.cli.common import collect_records
+    from grappa_like.outputs import prepare_file
     from grappa_like.molecule import DEFAULT_MAX_ATOMS
     from grappa_like.report import write_report
 
@@ -112,6 +113,7 @@ def run(args) -> int:
         return 2
     result = parameterize([item], model=model, progress=False, ood_score=True)[0]
     try:
+        prepare_file(args.output)
         write_report(result, args.output, model=model, **report_options(args))
     except Exception as error:  # one line naming the molecule and the reason
         log.error(f"failed: {result.name}: {type(error).__name__}: {' '.join(str(error).split())[:500]}")

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 
-import torch
 
 
 def add_parser(subparsers) -> None:
@@ -73,6 +72,8 @@ def run(args) -> int:
         logging.getLogger("grappa_like.train").error(f"error: {error}")
         return 2
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
     config = TrainingConfig(epochs=args.epochs, patience=args.patience, batch_molecules=args.batch_molecules,
                             learning_rate=args.learning_rate, train_fraction=args.train_fraction,
