@@ -4,8 +4,10 @@ Per molecule (docs/dataset.md has the full recipe):
 
 1. conformations (:func:`generate_conformations`): ETKDGv3 embeddings (seeded), MMFF94 minima (UFF
    where MMFF94 has no parameters), Langevin MD snapshots on the MMFF94 surface (or on the
-   labeler's) at several temperatures, and torsion drives of rotatable bonds (constrained MMFF94
-   relaxation at each grid point);
+   labeler's) at several temperatures, optionally unminimised ETKDG conformers, torsion drives of
+   rotatable bonds and, optionally, of amide / ester / conjugated bonds (constrained MMFF94
+   relaxation at each grid point), and optionally normal-mode samples around the labeler's own
+   minimum (:func:`normal_mode_samples`);
 2. labels: energies and forces from a :mod:`grappa_like.labelers` labeler, AM1-BCC charges and
    GAFF2 types from AmberTools when installed;
 3. the molecule is written as its own small file ``<out>.parts/<mol_id>.h5`` (temporary name, then
@@ -42,7 +44,7 @@ from rdkit.Chem.rdMolDescriptors import CalcNumRotatableBonds
 from grappa_like import errors
 from grappa_like.data import LAYOUT
 from grappa_like.fileio import atomic_write, atomic_write_text
-from grappa_like.labelers import Labeler, LabelerRejectedError, LabelerSpec
+from grappa_like.labelers import Labeler, LabelerFailedError, LabelerRejectedError, LabelerSpec, is_zwitterion
 from grappa_like.molecule import embed_conformers, with_positions
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,18 @@ log = logging.getLogger(__name__)
 BOLTZMANN_KCAL_PER_MOL_K = 0.0019872043
 ACCELERATION_UNIT = 4.184e-4  # 1 (kcal/mol/Å)/(g/mol) in Å/fs²
 ROTATABLE_BOND = Chem.MolFromSmarts("[!$(*#*)&!D1]-&!@[!$(*#*)&!D1]")
+# Bonds with a barrier users care about that the rotatable-bond ranking may leave undriven, in the
+# order they are picked (``--conjugated-torsions``); atoms :1 and :2 are the bond (docs/dataset.md).
+CONJUGATED_BOND_CLASSES = (
+    ("amide", "[CX3:1](=[OX1])-!@[NX3:2]"),          # amides, ureas, carbamates (C(=O)-N)
+    ("thioamide", "[CX3:1](=[SX1])-!@[NX3:2]"),
+    ("ester", "[CX3:1](=[OX1])-!@[OX2:2]"),          # esters and acids (C(=O)-O)
+    ("aryl-aryl", "[a:1]-!@[a:2]"),
+    ("conjugated", "[#6,#7;$(*=*),a;!$(*#*):1]-!@[#6,#7;$(*=*),a;!$(*#*):2]"),  # aryl-C=X, dienes, enones...
+)
+CM_PER_S = 2.99792458e10
+KCAL_PER_G_ANGSTROM2_TO_PER_S2 = 4.184e26  # 1 kcal/mol/Å²/(g/mol) as s⁻² (mass-weighted Hessian eigenvalue)
+MODE_FLOOR_PER_CM = 200.0  # normal modes softer than this are sampled as if this stiff (100 cm-1 overshot 3x on NMA)
 MOL_ID_PATTERN = re.compile(r"[^A-Za-z0-9_.-]")
 FAILURES_HEADER = "record\tinput\terror_class\tmessage"
 DEFAULT_SEED = 20261125
@@ -89,14 +103,40 @@ class ConformerRecipe:
     torsion_force_constant: float = 1.0e4  # kcal/mol/rad², MMFF dihedral constraint while relaxing
     max_energy_above_lowest: float = 150.0  # kcal/mol; labelled rows higher than this are dropped
     min_distance: float = 0.6          # Å; rows with a closer atom pair are dropped before labelling
+    # Added after the v1 builds: at their defaults they change nothing and are left out of the
+    # recorded settings (:meth:`settings_dict`), so old parts folders resume and old files compare equal.
+    md_temperatures: tuple = ()        # K; when given, one MD trajectory per temperature (from minima 1, 2, ... in turn)
+    etkdg_conformations: int = 0       # unminimised ETKDGv3 conformers added (own embedding, no pruning)
+    conjugated_torsions: int = 0       # extra drives of CONJUGATED_BOND_CLASSES bonds not driven already
+    normal_mode_conformations: int = 0  # samples around the labeler's own minimum (neutral molecules)
+    normal_mode_temperatures: tuple = (300.0, 450.0, 600.0)  # K, used in turn by the normal-mode samples
+
+    ADDED_FIELDS = ("md_temperatures", "etkdg_conformations", "conjugated_torsions", "normal_mode_conformations",
+                    "normal_mode_temperatures")
 
     def __post_init__(self):
         if self.conformations < 1 or self.max_minima < 1 or self.max_minima_rigid < 1:
             raise ValueError("conformations, max_minima and max_minima_rigid must be at least 1")
         if self.md_surface not in ("mmff", "labeler"):
             raise ValueError(f"md_surface must be 'mmff' or 'labeler', not {self.md_surface!r}")
-        if self.torsion_points < 0 or self.max_torsions < 0:
-            raise ValueError("torsion_points and max_torsions must not be negative")
+        if min(self.torsion_points, self.max_torsions, self.conjugated_torsions, self.etkdg_conformations,
+               self.normal_mode_conformations) < 0:
+            raise ValueError("torsion_points, max_torsions, conjugated_torsions, etkdg_conformations and "
+                             "normal_mode_conformations must not be negative")
+        for name in ("md_temperatures", "normal_mode_temperatures"):
+            temperatures = getattr(self, name)
+            object.__setattr__(self, name, tuple(float(t) for t in temperatures))
+            if any(not 0.0 < t <= 2000.0 for t in getattr(self, name)):
+                raise ValueError(f"{name}: temperatures must lie in (0, 2000] K, got {list(temperatures)}")
+        if not self.normal_mode_temperatures:
+            raise ValueError("normal_mode_temperatures must not be empty")
+
+    def settings_dict(self) -> dict:
+        """The recipe as recorded in settings.json and the ``builder`` attr: fields added after the v1
+        builds only when they differ from their defaults (so a default recipe records what it always did)."""
+        defaults = ConformerRecipe.__dataclass_fields__
+        return {key: value for key, value in dataclasses.asdict(self).items()
+                if key not in self.ADDED_FIELDS or value != defaults[key].default}
 
 
 @dataclass
@@ -223,21 +263,23 @@ def langevin_snapshots(positions: np.ndarray, masses: np.ndarray, energy_and_for
     return snapshots
 
 
+def _outer_atom(mol: Chem.Mol, centre: int, partner: int) -> int | None:
+    """The heaviest neighbour of ``centre`` other than ``partner`` (lowest index on ties), or None."""
+    neighbours = [a for a in mol.GetAtomWithIdx(centre).GetNeighbors() if a.GetIdx() != partner]
+    if not neighbours:
+        return None
+    return min(neighbours, key=lambda a: (-a.GetAtomicNum(), a.GetIdx())).GetIdx()
+
+
 def torsion_drives(mol: Chem.Mol, max_torsions: int) -> list[tuple[int, int, int, int]]:
     """Dihedrals (i, j, k, l) to drive, one per rotatable bond j-k, at most ``max_torsions``.
 
     i and l are the heaviest neighbours (lowest index on ties); bonds with heavy atoms beyond both
     ends come first (then methyl-like rotors), each group in bond order.
     """
-    def outer(centre: int, partner: int) -> int | None:
-        neighbours = [a for a in mol.GetAtomWithIdx(centre).GetNeighbors() if a.GetIdx() != partner]
-        if not neighbours:
-            return None
-        return min(neighbours, key=lambda a: (-a.GetAtomicNum(), a.GetIdx())).GetIdx()
-
     candidates = []
     for j, k in sorted(tuple(sorted(match)) for match in mol.GetSubstructMatches(ROTATABLE_BOND)):
-        i, l = outer(j, k), outer(k, j)
+        i, l = _outer_atom(mol, j, k), _outer_atom(mol, k, j)
         if i is None or l is None:
             continue
         both_heavy = mol.GetAtomWithIdx(i).GetAtomicNum() > 1 and mol.GetAtomWithIdx(l).GetAtomicNum() > 1
@@ -264,9 +306,48 @@ def _drive(mol: Chem.Mol, surface: _ClassicalSurface, start: np.ndarray, dihedra
     return results
 
 
+def conjugated_drives(mol: Chem.Mol, max_count: int, exclude=()) -> list[tuple[tuple[int, int, int, int], str]]:
+    """(dihedral (i, j, k, l), class name) for up to ``max_count`` bonds of :data:`CONJUGATED_BOND_CLASSES`.
+
+    Classes are taken in their order (amide, thioamide, ester, aryl-aryl, other conjugated), each in
+    bond order; a bond j-k in ``exclude`` (sorted pairs, e.g. those driven already) is skipped, and
+    so is a bond with an end that has no other neighbour. i and l as in :func:`torsion_drives`.
+    """
+    chosen, seen = [], set(exclude)
+    for name, smarts in CONJUGATED_BOND_CLASSES:
+        pattern = Chem.MolFromSmarts(smarts)
+        mapped = [pattern.GetAtomWithIdx(a).GetAtomMapNum() for a in range(pattern.GetNumAtoms())]
+        ends = (mapped.index(1), mapped.index(2))
+        bonds = sorted({tuple(sorted((match[ends[0]], match[ends[1]]))) for match in mol.GetSubstructMatches(pattern)})
+        for j, k in bonds:
+            if len(chosen) == max_count:
+                return chosen
+            i, l = _outer_atom(mol, j, k), _outer_atom(mol, k, j)
+            if (j, k) in seen or i is None or l is None:
+                continue
+            seen.add((j, k))
+            chosen.append(((i, j, k, l), name))
+    return chosen
+
+
+def _md_trajectories(minima: list, recipe: ConformerRecipe) -> list[tuple[np.ndarray, float]]:
+    """(start positions, temperature K) of each MD trajectory.
+
+    Default: one per minimum at ``recipe.temperatures`` (two from a single minimum at
+    ``single_minimum_temperatures``), as train-v0. With ``md_temperatures``: one per temperature,
+    started from minima 1, 2, ... in turn.
+    """
+    if recipe.md_temperatures:
+        return [(minima[i % len(minima)], t) for i, t in enumerate(recipe.md_temperatures)]
+    if len(minima) == 1:
+        return [(minima[0], t) for t in recipe.single_minimum_temperatures]
+    return [(start, recipe.temperatures[i % len(recipe.temperatures)]) for i, start in enumerate(minima)]
+
+
 def generate_conformations(mol: Chem.Mol, recipe: ConformerRecipe, seed: int,
                            energy_and_forces=None) -> Conformations:
-    """Conformations (Å) of ``mol`` (explicit H): MMFF minima, MD snapshots, torsion drives, in that order.
+    """Conformations (Å) of ``mol`` (explicit H): MMFF minima, MD snapshots, unminimised ETKDG conformers,
+    torsion drives, in that order.
 
     Row 0 is the lowest MMFF94 minimum. ``energy_and_forces(positions Å) -> (kcal/mol, kcal/mol/Å)``
     replaces the MMFF94 surface for the MD when given (``md_surface = "labeler"``).
@@ -282,25 +363,130 @@ def generate_conformations(mol: Chem.Mol, recipe: ConformerRecipe, seed: int,
     positions = list(minima)
     kinds = ["min"] * len(minima)
 
-    temperatures = (list(recipe.single_minimum_temperatures) if len(minima) == 1
-                    else [recipe.temperatures[i % len(recipe.temperatures)] for i in range(len(minima))])
-    starts = [minima[0]] * len(temperatures) if len(minima) == 1 else minima
+    trajectories = _md_trajectories(minima, recipe)
     remaining = recipe.conformations - len(minima)
     masses = np.array([atom.GetMass() for atom in work.GetAtoms()])
     md_surface = energy_and_forces if energy_and_forces is not None else surface
-    for trajectory, (start, temperature) in enumerate(zip(starts, temperatures)):
-        n_snapshots = remaining // len(temperatures) + (1 if trajectory < remaining % len(temperatures) else 0)
+    for trajectory, (start, temperature) in enumerate(trajectories):
+        n_snapshots = remaining // len(trajectories) + (1 if trajectory < remaining % len(trajectories) else 0)
         rng = np.random.default_rng([seed, trajectory])
         snapshots = langevin_snapshots(start, masses, md_surface, temperature, n_snapshots, recipe, rng)
         positions += snapshots
         kinds += [f"md{temperature:g}"] * len(snapshots)
 
+    if recipe.etkdg_conformations:
+        raw = Chem.Mol(work)
+        raw.RemoveAllConformers()
+        for conformer_id in embed_conformers(raw, recipe.etkdg_conformations, (seed + 1) & 0x7FFFFFFF):
+            positions.append(raw.GetConformer(conformer_id).GetPositions())
+            kinds.append("etkdg")
+
     if recipe.torsion_points:
-        for dihedral in torsion_drives(work, recipe.max_torsions):
+        dihedrals = torsion_drives(work, recipe.max_torsions)
+        driven = {tuple(sorted(d[1:3])) for d in dihedrals}
+        dihedrals += [d for d, _ in conjugated_drives(work, recipe.conjugated_torsions, driven)]
+        for dihedral in dihedrals:
             for xyz, kind in _drive(work, surface, minima[0], dihedral, recipe):
                 positions.append(xyz)
                 kinds.append(kind)
     return Conformations(np.array(positions, dtype=np.float64), kinds, surface.name)
+
+
+def relax_on_surface(positions: np.ndarray, energy_and_forces, max_steps: int = 500,
+                     max_force: float = 0.1) -> tuple[np.ndarray, float, bool]:
+    """BFGS minimisation on ``energy_and_forces`` (Å, kcal/mol, kcal/mol/Å) from ``positions``.
+
+    Steps are capped at 0.2 Å per coordinate, with a backtracking line search. Returns (positions,
+    energy, converged: largest force component below ``max_force``).
+    """
+    x = np.array(positions, dtype=np.float64).ravel()
+    energy, forces = energy_and_forces(x.reshape(-1, 3))
+    gradient = -np.asarray(forces, dtype=np.float64).ravel()
+    inverse_hessian = np.eye(len(x)) / 70.0  # Å²/(kcal/mol): a typical bond-angle stiffness to start from
+    for _ in range(max_steps):
+        if np.abs(gradient).max() < max_force:
+            return x.reshape(-1, 3), energy, True
+        direction = -inverse_hessian @ gradient
+        if direction @ gradient >= 0.0:  # not downhill: restart from the guess
+            inverse_hessian = np.eye(len(x)) / 70.0
+            direction = -inverse_hessian @ gradient
+        direction *= min(1.0, 0.2 / np.abs(direction).max())
+        scale = 1.0
+        while True:
+            new_energy, new_forces = energy_and_forces((x + scale * direction).reshape(-1, 3))
+            if new_energy <= energy + 1e-4 * scale * (direction @ gradient) or scale < 1e-3:
+                break
+            scale *= 0.5
+        step = scale * direction
+        new_gradient = -np.asarray(new_forces, dtype=np.float64).ravel()
+        change = new_gradient - gradient
+        curvature = step @ change
+        if curvature > 1e-10:  # BFGS update of the inverse Hessian
+            left = np.eye(len(x)) - np.outer(step, change) / curvature
+            inverse_hessian = left @ inverse_hessian @ left.T + np.outer(step, step) / curvature
+        x, energy, gradient = x + step, new_energy, new_gradient
+    return x.reshape(-1, 3), energy, bool(np.abs(gradient).max() < max_force)
+
+
+def finite_difference_hessian(positions: np.ndarray, forces_of_batch, step: float = 0.005) -> np.ndarray:
+    """(3N, 3N) Hessian (kcal/mol/Å²) by central differences of forces (kcal/mol/Å), symmetrised.
+
+    ``forces_of_batch(conformations (K, N, 3) Å) -> forces (K, N, 3)``: the 6N displaced geometries
+    go in one call, so a batched labeler (ANI-2x) evaluates them together.
+    """
+    x = np.asarray(positions, dtype=np.float64).ravel()
+    displaced = np.repeat(x[None], 2 * len(x), axis=0)
+    for coordinate in range(len(x)):
+        displaced[2 * coordinate, coordinate] += step
+        displaced[2 * coordinate + 1, coordinate] -= step
+    forces = np.asarray(forces_of_batch(displaced.reshape(len(displaced), -1, 3)), dtype=np.float64)
+    forces = forces.reshape(len(x), 2, len(x))
+    hessian = -(forces[:, 0] - forces[:, 1]) / (2.0 * step)
+    return 0.5 * (hessian + hessian.T)
+
+
+def vibrational_modes(positions: np.ndarray, masses: np.ndarray, hessian: np.ndarray):
+    """(eigenvalues kcal/mol/Å²/(g/mol), mass-weighted orthonormal modes (3N, K)) of the internal motions.
+
+    Rigid translations and rotations (5 for a linear molecule, 6 otherwise) are projected out
+    before diagonalising, so every returned mode is a vibration.
+    """
+    x = np.asarray(positions, dtype=np.float64)
+    root_mass = np.sqrt(np.repeat(np.asarray(masses, dtype=np.float64), 3))
+    centred = x - (masses[:, None] * x).sum(0) / masses.sum()
+    rigid = []
+    for axis in np.eye(3):
+        rigid.append(np.tile(axis, len(x)))
+        rigid.append(np.cross(axis, centred).ravel())
+    rigid = np.array(rigid).T * root_mass[:, None]
+    left, singular, _ = np.linalg.svd(rigid, full_matrices=True)
+    rank = int((singular > 1e-6 * singular.max()).sum())
+    internal = left[:, rank:]
+    weighted = hessian / np.outer(root_mass, root_mass)
+    eigenvalues, vectors = np.linalg.eigh(internal.T @ weighted @ internal)
+    return eigenvalues, internal @ vectors
+
+
+def normal_mode_samples(positions: np.ndarray, masses: np.ndarray, hessian: np.ndarray, temperatures,
+                        n_samples: int, rng: np.random.Generator) -> list[tuple[np.ndarray, float]]:
+    """(positions Å, temperature K) of ``n_samples`` harmonic Boltzmann samples around a minimum.
+
+    Sample k uses temperature ``temperatures[k % len]``: each vibrational mode is displaced by a
+    normal deviate times sqrt(kT / λ), λ its eigenvalue; modes softer than MODE_FLOOR_PER_CM (and
+    negative ones, from an imperfect minimum) count as MODE_FLOOR_PER_CM, which keeps the large-
+    amplitude torsions from flying apart in the linear (harmonic) picture.
+    """
+    eigenvalues, modes = vibrational_modes(positions, masses, hessian)
+    floor = (2.0 * math.pi * CM_PER_S * MODE_FLOOR_PER_CM) ** 2 / KCAL_PER_G_ANGSTROM2_TO_PER_S2
+    stiffness = np.maximum(np.abs(eigenvalues), floor)
+    root_mass = np.sqrt(np.repeat(np.asarray(masses, dtype=np.float64), 3))
+    samples = []
+    for index in range(n_samples):
+        temperature = float(temperatures[index % len(temperatures)])
+        amplitudes = rng.normal(size=len(stiffness)) * np.sqrt(BOLTZMANN_KCAL_PER_MOL_K * temperature / stiffness)
+        displacement = (modes @ amplitudes) / root_mass
+        samples.append((np.asarray(positions, dtype=np.float64) + displacement.reshape(-1, 3), temperature))
+    return samples
 
 
 def min_pair_distance(positions: np.ndarray) -> float:
@@ -373,10 +559,41 @@ def assign_unspecified_stereo(mol: Chem.Mol) -> tuple[Chem.Mol, bool]:
     return first, changed
 
 
-def _labeler_surface(labeler: Labeler, atomic_numbers, total_charge):
-    def energy_and_forces(positions):
-        return labeler.single_point(atomic_numbers, positions, total_charge)
-    return energy_and_forces
+class _LabelerSurface:
+    """One molecule on a labeler's surface: ``surface(positions Å) -> (kcal/mol, forces kcal/mol/Å)``."""
+
+    def __init__(self, labeler: Labeler, atomic_numbers, total_charge: int):
+        self.labeler, self.atomic_numbers, self.total_charge = labeler, atomic_numbers, total_charge
+
+    def __call__(self, positions):
+        return self.labeler.single_point(self.atomic_numbers, positions, self.total_charge)
+
+    def forces_of_batch(self, conformations):
+        """Forces (K, N, 3) of K conformations in one labeler call; LabelerFailedError if any row fails."""
+        _, forces, failures = self.labeler.energies_and_forces(self.atomic_numbers, conformations, self.total_charge)
+        if failures:
+            row, reason = next(iter(failures.items()))
+            raise LabelerFailedError(f"{len(failures)} of {len(conformations)} displaced geometries failed "
+                                     f"(first, row {row}: {reason})")
+        return forces
+
+
+def labeler_normal_mode_rows(start: np.ndarray, masses: np.ndarray, surface, recipe: ConformerRecipe, seed: int):
+    """(positions (K, N, 3) Å, kinds, note) of rows on the labeler's own surface.
+
+    The labeler's minimum relaxed from ``start`` (kind ``labeler_min``), then
+    ``recipe.normal_mode_conformations`` harmonic samples around it (``nm<T>``) from a finite-
+    difference Hessian of the labeler's forces. ``note`` says when the minimisation did not converge.
+    """
+    minimum, _, converged = relax_on_surface(start, surface)
+    hessian = finite_difference_hessian(minimum, surface.forces_of_batch)
+    rng = np.random.default_rng([seed, 0x4E4D])
+    samples = normal_mode_samples(minimum, masses, hessian, recipe.normal_mode_temperatures,
+                                  recipe.normal_mode_conformations, rng)
+    positions = np.array([minimum] + [xyz for xyz, _ in samples])
+    kinds = ["labeler_min"] + [f"nm{temperature:g}" for _, temperature in samples]
+    note = None if converged else "labeler minimisation stopped after 500 steps with forces above 0.1 kcal/mol/A"
+    return positions, kinds, note
 
 
 def build_molecule(task: MoleculeTask, settings: BuildSettings, labelers) -> dict:
@@ -405,9 +622,25 @@ def build_molecule(task: MoleculeTask, settings: BuildSettings, labelers) -> dic
         except LabelerRejectedError as error:
             omitted[f"{label}_omitted"] = str(error)
     seed = molecule_seed(task.mol_id, settings.seed)
-    md_surface = (_labeler_surface(main_labeler, atomic_numbers, total_charge)
-                  if settings.recipe.md_surface == "labeler" else None)
-    conformations = generate_conformations(mol, settings.recipe, seed, md_surface)
+    labeler_surface = _LabelerSurface(main_labeler, atomic_numbers, total_charge)
+    conformations = generate_conformations(mol, settings.recipe, seed,
+                                           labeler_surface if settings.recipe.md_surface == "labeler" else None)
+    if settings.recipe.normal_mode_conformations:
+        if total_charge != 0 or is_zwitterion(formal_charges, bonds):
+            omitted["normal_modes_omitted"] = (f"charged molecule (total charge {total_charge:+d}) or zwitterion: "
+                                               "no gas-phase minimum of the labeler is sampled")
+        else:
+            masses = np.array([atom.GetMass() for atom in mol.GetAtoms()])
+            try:
+                rows, kinds, note = labeler_normal_mode_rows(conformations.positions[0], masses, labeler_surface,
+                                                             settings.recipe, seed)
+            except LabelerFailedError as error:
+                omitted["normal_modes_omitted"] = f"{main_label}: {error}"
+            else:
+                conformations.positions = np.concatenate([conformations.positions, rows])
+                conformations.kinds += kinds
+                if note:
+                    omitted["normal_modes_note"] = note
 
     dropped: dict[str, int] = {}
     close = np.array([min_pair_distance(p) < settings.recipe.min_distance for p in conformations.positions])
@@ -504,7 +737,7 @@ def root_attrs(settings: BuildSettings, levels_of_theory: dict, source: str) -> 
                            "antechamber run (-at gaff2); molecules without them carry the attr am1bcc_omitted"),
         "builder": json.dumps({"program": "grappa-like build-dataset",
                                "labelers": [spec.name for spec in (settings.labeler, *settings.extra_labelers)],
-                               "recipe": dataclasses.asdict(settings.recipe)}, sort_keys=True),
+                               "recipe": settings.recipe.settings_dict()}, sort_keys=True),
     }
 
 
@@ -755,7 +988,7 @@ def build_dataset(input_path: str, out_path: str, settings: BuildSettings, worke
     attrs = root_attrs(settings, levels, source)
     fingerprint = {"labels": list(levels), **{f"level_of_theory.{k}": v for k, v in levels.items()},
                    "seed": settings.seed, "subset": settings.subset,
-                   **{f"recipe.{key}": value for key, value in dataclasses.asdict(settings.recipe).items()}}
+                   **{f"recipe.{key}": value for key, value in settings.recipe.settings_dict().items()}}
     fingerprint = json.loads(json.dumps(fingerprint))  # tuples as lists, as read back from JSON
     tasks, input_failures = read_inputs(input_path)
     for failure in input_failures:

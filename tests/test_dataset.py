@@ -4,6 +4,7 @@ Tiny molecules and a reduced recipe (6 conformations, 4 torsion points, 1 driven
 default run short on one core.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -15,12 +16,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from rdkit import Chem
 
 from grappa_like import errors
 from grappa_like.data import LAYOUT, read_records
 from grappa_like.dataset import (BuildSettings, ConformerRecipe, DatasetBuildError, MoleculeTask, build_dataset,
-                                 build_molecule, generate_conformations, mapped_smiles, torsion_drives,
-                                 unique_mol_ids)
+                                 build_molecule, conjugated_drives, generate_conformations, mapped_smiles,
+                                 torsion_drives, unique_mol_ids)
 from grappa_like.labelers import (GFN2Labeler, Labeler, LabelerFailedError, LabelerRejectedError, LabelerSpec,
                                   is_zwitterion, parse_pyscf_method)
 
@@ -426,3 +428,173 @@ def test_parallel_workers_give_the_same_file(tmp_path):
         for mol_id in serial.written:  # seeds depend on the molecule, not on the worker or the order
             np.testing.assert_array_equal(one[mol_id]["conformations"][:], two[mol_id]["conformations"][:])
             np.testing.assert_allclose(one[mol_id]["energy/gfn2"][:], two[mol_id]["energy/gfn2"][:], rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- v3 recipe options (issue 17)
+
+V1_RECIPE_FIELDS = {
+    "conformations", "max_minima", "max_minima_rigid", "embeddings", "prune_rms", "distinct_rmsd", "temperatures",
+    "single_minimum_temperatures", "timestep_fs", "friction_per_ps", "equilibration_fs", "snapshot_interval_fs",
+    "md_surface", "torsion_points", "max_torsions", "torsion_force_constant", "max_energy_above_lowest",
+    "min_distance"}
+
+
+def test_default_recipe_records_what_v1_builds_recorded(tmp_path):
+    """New options at their defaults are left out of settings.json, so v1 parts folders resume."""
+    assert set(ConformerRecipe().settings_dict()) == V1_RECIPE_FIELDS
+    assert ConformerRecipe(md_temperatures=[500, 800]).settings_dict()["md_temperatures"] == (500.0, 800.0)
+    smiles_file = tmp_path / "in.smi"
+    smiles_file.write_text("C methane\n")
+    settings = BuildSettings(labeler=_HarmonicSpec("gfn2"), recipe=ConformerRecipe(conformations=2, torsion_points=0),
+                             am1bcc=False)
+    build_dataset(str(smiles_file), str(tmp_path / "out.h5"), settings, progress=False)
+    recorded = json.loads((tmp_path / "out.h5.parts" / "settings.json").read_text())
+    assert {key.split(".", 1)[1] for key in recorded if key.startswith("recipe.")} == V1_RECIPE_FIELDS
+    hotter = BuildSettings(labeler=_HarmonicSpec("gfn2"), am1bcc=False, recipe=ConformerRecipe(
+        conformations=2, torsion_points=0, md_temperatures=(800,)))
+    with pytest.raises(DatasetBuildError, match="recipe.md_temperatures"):
+        build_dataset(str(smiles_file), str(tmp_path / "out.h5"), hotter, progress=False)
+    with pytest.raises(ValueError, match="md_temperatures"):
+        ConformerRecipe(md_temperatures=(0.0,))
+
+
+@dataclass(frozen=True)
+class _HarmonicSpec(LabelerSpec):
+    """A LabelerSpec whose labeler is the harmonic well of :func:`_harmonic` (never fails)."""
+
+    def make(self):
+        labeler = _FlakyLabeler()
+        labeler.calls = -10 ** 9
+        return labeler
+
+
+def _mmff(mol, positions):
+    """MMFF94 force field of ``mol`` (evaluate it at any positions with CalcEnergy / CalcGrad)."""
+    from rdkit.Chem import AllChem
+
+    from grappa_like.molecule import with_positions
+
+    return AllChem.MMFFGetMoleculeForceField(with_positions(mol, positions), AllChem.MMFFGetMoleculeProperties(mol))
+
+
+def _mmff_energies(mol, positions):
+    force_field = _mmff(mol, positions[0])
+    return np.array([force_field.CalcEnergy(p.ravel().tolist()) for p in positions])
+
+
+def test_md_temperatures_one_trajectory_each():
+    mol = _mol("CCO")
+    recipe = ConformerRecipe(conformations=13, max_minima=1, torsion_points=0, md_temperatures=(100, 800))
+    conformations = generate_conformations(mol, recipe, seed=3)
+    assert conformations.kinds == ["min"] + ["md100"] * 6 + ["md800"] * 6
+    energies = _mmff_energies(mol, conformations.positions) - _mmff_energies(mol, conformations.positions[:1])[0]
+    assert energies[7:].mean() > 3 * energies[1:7].mean()  # the temperature is the one asked for
+
+
+def test_unminimised_etkdg_conformers():
+    mol = _mol("CCO")
+    recipe = ConformerRecipe(conformations=2, torsion_points=0, etkdg_conformations=3)
+    conformations = generate_conformations(mol, recipe, seed=3)
+    assert conformations.kinds == ["min", "md150", "etkdg", "etkdg", "etkdg"]
+    force_field = _mmff(mol, conformations.positions[0])
+    largest = [np.abs(force_field.CalcGrad(p.ravel().tolist())).max() for p in conformations.positions]
+    assert largest[0] < 0.1 and min(largest[2:]) > 1.0  # kcal/mol/Å: the minimum is minimised, ETKDG rows are not
+
+
+@pytest.mark.parametrize("smiles, dihedral, name", [
+    ("CC(=O)NC", (2, 1, 3, 4), "amide"), ("CC(=S)NC", (2, 1, 3, 4), "thioamide"),
+    ("CC(=O)OC", (2, 1, 3, 4), "ester"), ("c1ccccc1-c1ccccc1", (0, 5, 6, 7), "aryl-aryl"),
+    ("C=CC=C", (0, 1, 2, 3), "conjugated")])
+def test_conjugated_bond_classes(smiles, dihedral, name):
+    assert conjugated_drives(_mol(smiles), 3) == [(dihedral, name)]
+
+
+def test_conjugated_drives_add_the_bonds_the_ranking_leaves_out():
+    from rdkit.Chem import rdMolTransforms
+
+    mol = _mol("CCCC(=O)NC")  # with one rotatable drive the C-C bond is taken, not the amide
+    assert conjugated_drives(mol, 2) == [((4, 3, 5, 6), "amide")]
+    assert conjugated_drives(_mol("CS(=O)(=O)c1ccccc1"), 2) == []  # sulfonyl: not conjugated
+    recipe = ConformerRecipe(conformations=1, torsion_points=4, max_torsions=1, conjugated_torsions=1)
+    conformations = generate_conformations(mol, recipe, seed=1)
+    driven = sorted({kind.split(":")[1] for kind in conformations.kinds if kind.startswith("torsion:")})
+    assert driven == ["0-1-2-3", "4-3-5-6"]
+    work = Chem.Mol(mol)
+    work.RemoveAllConformers()
+    for xyz, kind in zip(conformations.positions, conformations.kinds):
+        if kind.startswith("torsion:4-3-5-6"):
+            conformer = Chem.Conformer(work.GetNumAtoms())
+            for index, point in enumerate(xyz):
+                conformer.SetAtomPosition(index, point.tolist())
+            angle = rdMolTransforms.GetDihedralDeg(conformer, 4, 3, 5, 6)
+            assert abs((angle - float(kind.split(":")[2]) + 180) % 360 - 180) < 2.0  # cis, trans and both 90°
+
+
+def _springs(pairs, k=1000.0, r0=1.0):
+    """Energy and forces (kcal/mol, Å) of harmonic springs between atom pairs."""
+    def energy_and_forces(positions):
+        forces = np.zeros_like(positions)
+        energy = 0.0
+        for i, j in pairs:
+            vector = positions[i] - positions[j]
+            r = np.linalg.norm(vector)
+            energy += 0.5 * k * (r - r0) ** 2
+            forces[i] -= k * (r - r0) * vector / r
+            forces[j] += k * (r - r0) * vector / r
+        return energy, forces
+    return energy_and_forces
+
+
+def test_hessian_modes_and_harmonic_samples():
+    from grappa_like.dataset import (BOLTZMANN_KCAL_PER_MOL_K, finite_difference_hessian, normal_mode_samples,
+                                     relax_on_surface, vibrational_modes)
+
+    triangle = _springs([(0, 1), (1, 2), (0, 2)])
+    start = np.array([[0.0, 0.0, 0.0], [1.2, 0.1, 0.0], [0.4, 0.8, 0.1]])
+    minimum, energy, converged = relax_on_surface(start, triangle)
+    assert converged and energy < 1e-4
+    batch = lambda conformations: np.array([triangle(p)[1] for p in conformations])  # noqa: E731
+    masses = np.array([16.0, 1.0, 1.0])
+    eigenvalues, modes = vibrational_modes(minimum, masses, finite_difference_hessian(minimum, batch))
+    assert len(eigenvalues) == 3 and eigenvalues.min() > 100.0  # 3N - 6 vibrations, rigid motions projected out
+    np.testing.assert_allclose(modes.T @ modes, np.eye(3), atol=1e-10)
+    dumbbell = _springs([(0, 1)])
+    line = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    [stretch], _ = vibrational_modes(line, np.array([12.0, 16.0]), finite_difference_hessian(
+        line, lambda c: np.array([dumbbell(p)[1] for p in c])))
+    assert stretch == pytest.approx(1000.0 / (12.0 * 16.0 / 28.0), rel=1e-4)  # k / reduced mass, 3N - 5 = 1 mode
+    samples = normal_mode_samples(minimum, masses, finite_difference_hessian(minimum, batch), (300.0, 600.0), 4000,
+                                  np.random.default_rng(0))
+    for temperature in (300.0, 600.0):  # equipartition: kT/2 of potential energy per vibration
+        energies = [triangle(xyz)[0] for xyz, t in samples if t == temperature]
+        assert np.mean(energies) == pytest.approx(1.5 * BOLTZMANN_KCAL_PER_MOL_K * temperature, rel=0.08)
+
+
+@needs_tblite
+def test_normal_modes_on_the_labeler_surface_through_the_cli(tmp_path):
+    from grappa_like.cli import main
+
+    smiles_file = tmp_path / "in.smi"
+    smiles_file.write_text("CC(=O)NC nma\nC[NH3+] methylammonium\n")
+    out = tmp_path / "v3.h5"
+    code = main(["build-dataset", str(smiles_file), "-o", str(out), "--labeler", "gfn2", "--no-am1bcc",
+                 "--confs", "3", "--md-temperatures", "500,800", "--etkdg-confs", "1", "--torsion-points", "4",
+                 "--max-torsions", "0", "--conjugated-torsions", "1", "--normal-mode-confs", "2", "--no-progress"])
+    assert code == 0
+    with h5py.File(out, "r") as handle:
+        nma, cation = handle["nma"], handle["methylammonium"]
+        kinds = nma.attrs["conformation_kinds"].split(",")
+        assert kinds[:4] == ["min", "md500", "md800", "etkdg"]
+        assert [k.rsplit(":", 1)[0] for k in kinds[4:8]] == ["torsion:2-1-3-4"] * 4
+        assert kinds[8:] == ["labeler_min", "nm300", "nm450"]
+        assert np.abs(nma["forces/gfn2"][8]).max() < 0.1  # kcal/mol/Å: the labeler's own minimum
+        energies = nma["energy/gfn2"][:]
+        assert energies[[5, 7]].min() - energies[8] > 10.0  # amide at ±90°: the barrier is in the data
+        assert "normal_modes_omitted" in cation.attrs and "labeler_min" not in cation.attrs["conformation_kinds"]
+        assert json.loads(handle.attrs["builder"])["recipe"]["md_temperatures"] == [500.0, 800.0]
+    with pytest.raises(SystemExit) as usage:
+        main(["build-dataset", str(smiles_file), "-o", str(tmp_path / "x.h5"), "--labeler", "gfn2",
+              "--md-temperatures", "hot"])
+    assert usage.value.code == 2
+    assert main(["build-dataset", str(smiles_file), "-o", str(tmp_path / "x.h5"), "--labeler", "gfn2",
+                 "--md-temperatures", "3000"]) == 2  # outside (0, 2000] K

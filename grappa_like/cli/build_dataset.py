@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -55,6 +56,26 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--md-surface", choices=("mmff", "labeler"), default="mmff",
                         help="surface of the Langevin MD: mmff (default, as train-v0) or labeler (MD on the "
                              "labeler's own energy; one labeler call per 0.5 fs step, so costly)")
+    parser.add_argument("--md-temperatures", type=_temperatures, default=(), metavar="T[,T...]",
+                        help="MD temperatures in K, e.g. 300,500,800: one trajectory per temperature, started from "
+                             "the minima in turn (default: the train-v0 scheme, 300,150,400,225,350,100 K for minima "
+                             "1-6, or 150 and 350 K from a single minimum)")
+    parser.add_argument("--etkdg-confs", type=int, default=defaults.etkdg_conformations,
+                        help="unminimised ETKDGv3 conformers added per molecule (default "
+                             f"{defaults.etkdg_conformations}): raw distance-geometry structures, more distorted than "
+                             "MD snapshots")
+    parser.add_argument("--conjugated-torsions", type=int, default=defaults.conjugated_torsions,
+                        help="extra torsion drives per molecule across amide, thioamide, ester, aryl-aryl and other "
+                             "conjugated single bonds not driven already (SMARTS in docs/dataset.md; default "
+                             f"{defaults.conjugated_torsions}), so that their barriers are in the data")
+    parser.add_argument("--normal-mode-confs", type=int, default=defaults.normal_mode_conformations,
+                        help="neutral molecules: relax row 0 on the (first) labeler's surface, then add its minimum "
+                             "and this many harmonic samples from a finite-difference Hessian of the labeler "
+                             f"(default {defaults.normal_mode_conformations}; 6N labeler calls per molecule)")
+    parser.add_argument("--normal-mode-temperatures", type=_temperatures,
+                        default=defaults.normal_mode_temperatures, metavar="T[,T...]",
+                        help="temperatures (K) of the normal-mode samples, used in turn (default "
+                             f"{','.join(f'{t:g}' for t in defaults.normal_mode_temperatures)})")
     parser.add_argument("--subset", default=None, help="subset attribute of the molecules (default: the file's stem)")
     parser.add_argument("--source", default=None, help="root 'source' attribute: where the molecules came from")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the run (default {DEFAULT_SEED})")
@@ -72,6 +93,17 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _temperatures(text: str) -> tuple[float, ...]:
+    """``"300,500,800"`` -> (300.0, 500.0, 800.0); argparse turns the ValueError into a usage error."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected temperatures in K like 300,500,800, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one temperature in K")
+    return values
+
+
 def run(args) -> int:
     from grappa_like import errors
     from grappa_like.dataset import BuildSettings, ConformerRecipe, DatasetBuildError, build_dataset, limit_threads
@@ -87,7 +119,10 @@ def run(args) -> int:
     try:
         recipe = ConformerRecipe(conformations=args.confs, max_minima=args.max_minima,
                                  torsion_points=args.torsion_points, max_torsions=args.max_torsions,
-                                 md_surface=args.md_surface)
+                                 md_surface=args.md_surface, md_temperatures=args.md_temperatures,
+                                 etkdg_conformations=args.etkdg_confs, conjugated_torsions=args.conjugated_torsions,
+                                 normal_mode_conformations=args.normal_mode_confs,
+                                 normal_mode_temperatures=args.normal_mode_temperatures)
         names = [name.strip() for name in args.labeler.split(",") if name.strip()]
         unknown = [name for name in names if name not in LABELER_NAMES]
         if not names or unknown:
