@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from grappa_like import errors
 from grappa_like.fileio import atomic_write_text
 
-EXTENSIONS = {"openmm": ".xml", "ffxml": ".ffxml", "gromacs": ".top", "amber": ".prmtop"}
+EXTENSIONS = {"openmm": ".xml", "ffxml": ".ffxml", "gromacs": ".top", "amber": ".prmtop",
+              "gromacs-itp": ".itp", "amber-ligand": ".frcmod"}  # the last two: ligands to combine with a protein
 
 
 def is_folder_output(output: str, n_records: int) -> bool:
@@ -54,7 +55,8 @@ def write_result(result, output_format: str, path: str) -> None:
         return
     from grappa_like import export
 
-    writer = {"ffxml": export.to_ffxml, "gromacs": export.to_gromacs, "amber": export.to_amber}[output_format]
+    writer = {"ffxml": export.to_ffxml, "gromacs": export.to_gromacs, "amber": export.to_amber,
+              "gromacs-itp": export.to_gromacs_itp, "amber-ligand": export.to_amber_ligand}[output_format]
     writer(result.molecule, result.parameters, path)
 
 

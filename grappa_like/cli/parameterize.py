@@ -41,7 +41,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--smiles", action="append", default=[],
                         help="a SMILES to parameterize (repeatable); with a PDB input: the SMILES giving its bond orders")
     parser.add_argument("-o", "--output", required=True, help="output file (one molecule) or folder (several)")
-    parser.add_argument("--format", choices=sorted(EXTENSIONS), default="openmm", help="output format (default openmm)")
+    parser.add_argument("--format", choices=sorted(EXTENSIONS), default="openmm",
+                        help="output format (default openmm); gromacs-itp: <name>.itp, <name>_atomtypes.itp and <name>.gro to "
+                             "#include next to GROMACS' amber99sb-ildn.ff; amber-ligand: <name>.frcmod and <name>.mol2 "
+                             "for tleap (see docs/exports.md)")
     parser.add_argument("--model", default=None, help="model file (default: $GRAPPA_LIKE_MODEL, else the shipped model in models/)")
     parser.add_argument("--max-atoms", type=POSITIVE_INT, default=None,
                         help="largest molecule accepted, hydrogens included (default 1000 atoms)")
