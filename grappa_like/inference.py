@@ -47,17 +47,19 @@ _LAYER_NORM_EPSILON = 1e-5
 _ATTENTION_NEGATIVE_SLOPE = 0.2
 
 
-def silu(x: np.ndarray) -> np.ndarray:
-    """x·sigmoid(x), written with tanh so that no exp overflows."""
-    half = 0.5 * x
-    out = np.tanh(half)
-    out += 1.0
-    out *= half
-    return out
-
-
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    """1 / (1 + e⁻ˣ); e⁻ˣ may overflow to inf for x < -709, which gives the right limit 0."""
+    with np.errstate(over="ignore"):
+        out = np.exp(-x)
+    out += 1.0
+    return np.reciprocal(out, out=out)
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """x·sigmoid(x)."""
+    out = sigmoid(x)
+    out *= x
+    return out
 
 
 def softplus(x: np.ndarray) -> np.ndarray:

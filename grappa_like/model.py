@@ -127,6 +127,11 @@ def network_from_weights(config: dict, weights: dict, lj_class_atomic_numbers) -
     return network.eval()
 
 
+def torch_network(model) -> ForceFieldModel:
+    """The float32 torch network of a loaded :class:`grappa_like.api.Model` (for training and evaluation)."""
+    return network_from_weights(model.network.config, model.network.weights, model.lj_table.atomic_numbers)
+
+
 class MoleculeGraph(Data):
     """PyG graph of one molecule with its interaction index arrays (offset correctly when batched)."""
 

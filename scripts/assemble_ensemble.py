@@ -106,7 +106,7 @@ def main() -> None:
                                 "of the MM forces across the main network and the members"},
     }
     with tempfile.TemporaryDirectory() as folder:  # score with the members exactly as stored (float16)
-        draft = os.path.join(folder, "draft.pt")
+        draft = os.path.join(folder, "draft.npz")
         model_file.save(draft, dict(payload, ensemble_metadata=ensemble_metadata))
         model = Model.from_payload(model_file.load(draft), draft)
     molecules = validation_molecules(model, data_paths)
@@ -114,7 +114,7 @@ def main() -> None:
     scores = []
     for molecule in molecules:
         try:
-            scores.append(ood.ood_score(molecule, model))
+            scores.append(ood.ensemble_force_spread(molecule, model))
         except ValueError as error:
             print(f"no score for {molecule.name}: {error}", file=sys.stderr)
     seconds = time.perf_counter() - start

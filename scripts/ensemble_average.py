@@ -19,6 +19,7 @@ import torch
 from grappa_like import model_file
 from grappa_like.api import Model
 from grappa_like.data import read_data
+from grappa_like.model import torch_network
 from grappa_like.training import lj_tensors, molecule_predictions, prepare
 from grappa_like.units import KJ_PER_NM_TO_KCAL_PER_ANGSTROM, KJ_TO_KCAL
 from harness import publish
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     models = [Model.from_payload(model_file.load(path), path) for path in args.models]
+    networks = [torch_network(model) for model in models]
     wanted = set(models[0].metadata["validation_molecules"])
     records = [record for record, _ in read_data(args.data) if record.mol_id in wanted and record.forces is not None]
     tables = lj_tensors(models[0].lj_table)
@@ -39,7 +41,7 @@ def main() -> None:
     for record in records:
         example = prepare(record, models[0].lj_table)
         with torch.no_grad():
-            predicted = [model.network(example.graph) for model in models]
+            predicted = [network(example.graph) for network in networks]
         mean = {key: torch.stack([p[key].double() for p in predicted]).mean(0).float() for key in predicted[0]}
         for name, parameters in zip(names, [*predicted, mean]):
             energies, forces = molecule_predictions(example, parameters, tables, create_graph=False)

@@ -47,6 +47,7 @@ from torch.func import jacfwd, vmap
 from grappa_like import model_file
 from grappa_like.api import Model
 from grappa_like.data import read_data
+from grappa_like.model import torch_network
 from grappa_like.energy import COULOMB_CONSTANT, bonded_energy, dihedral_angle, energy_and_forces, nonbonded_energy
 from grappa_like.training import lj_tensors, prepare
 from grappa_like.units import KJ_PER_NM_TO_KCAL_PER_ANGSTROM, KJ_TO_KCAL
@@ -249,6 +250,7 @@ def main() -> None:
     args = parser.parse_args()
     variants = ["model"] + args.variants
     model = Model.from_payload(model_file.load(args.model), args.model)
+    network = torch_network(model)
     wanted = set(model.metadata["validation_molecules"])
     if args.mol_ids:
         with open(args.mol_ids) as handle:
@@ -264,7 +266,7 @@ def main() -> None:
         example = prepare(record, model.lj_table)
         positions = example.positions = example.positions.double()
         with torch.no_grad():
-            raw = model.network(example.graph)
+            raw = network(example.graph)
         lj_class = raw["lj_logits"].argmax(-1)
         pairs, coulomb_scale, lj_scale = example.pairs
         nonbonded = [tensor.detach() for tensor in energy_and_forces(positions, lambda x: nonbonded_energy(

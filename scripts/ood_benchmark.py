@@ -45,11 +45,11 @@ def score_records(records, model, set_name: str) -> list[dict]:
         start = time.perf_counter()
         parameters = model.predict([record.molecule])[0]
         middle = time.perf_counter()
-        score = ood.ood_score(record.molecule, model, parameters=parameters)
+        score = ood.ensemble_force_spread(record.molecule, model, parameters=parameters)
         end = time.perf_counter()
         rows.append({"set": set_name, "mol_id": record.mol_id, "atoms": record.molecule.n_atoms,
                      "conformations": len(record.positions), "ood_score": score,
-                     "spread_on_qm_conformations": ood.ood_score(record.molecule, model, positions_nm=record.positions),
+                     "spread_on_qm_conformations": ood.ensemble_force_spread(record.molecule, model, positions_nm=record.positions),
                      "force_rmse": errors[record.mol_id], "predict_seconds": middle - start,
                      "score_seconds": end - middle})
     return rows

@@ -159,4 +159,4 @@ def test_default_model_path_honours_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("GRAPPA_LIKE_MODEL", str(tmp_path / "x.pt"))
     assert api.default_model_path() == str(tmp_path / "x.pt")
     monkeypatch.delenv("GRAPPA_LIKE_MODEL")
-    assert api.default_model_path().endswith("models/grappa-like-v2.pt")
+    assert api.default_model_path().endswith("models/grappa-like-v2.npz")

@@ -12,6 +12,7 @@ from rdkit import Chem
 import grappa_like
 from grappa_like import molecule as molecule_module
 from grappa_like.model import charge_equilibration
+from grappa_like.inference import HEAD_REVERSALS
 
 MOLECULES = {
     "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
@@ -234,8 +235,10 @@ def test_charge_equilibration_matches_lagrange_solution():
 # ----------------------------------------------------------------------------- heads
 
 
-def test_heads_are_exactly_symmetric(random_model):
-    network = random_model.network
+def test_heads_are_exactly_symmetric(lj_table):
+    from conftest import build_random_network
+
+    network = build_random_network(lj_table)
     width = network.config["width"]
     generator = torch.Generator().manual_seed(0)
     h = torch.randn(12, width, generator=generator)
@@ -257,13 +260,30 @@ def test_heads_are_exactly_symmetric(random_model):
                 assert not torch.allclose(forward, head(h, index[:, other]))
 
 
-def test_bond_head_reversed_index_in_a_real_molecule(random_model):
+def test_numpy_heads_are_exactly_symmetric(random_model):
+    """The shipped inference path (grappa_like.inference) has the same exact symmetries."""
+    network = random_model.network
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(12, network.config["width"]))
+    for name, reversal in HEAD_REVERSALS.items():
+        index = np.stack([rng.permutation(12)[:len(reversal)] for _ in range(20)])
+        forward = network._symmetric_head(h, index, name)
+        assert np.array_equal(forward, network._symmetric_head(h, index[:, list(reversal)], name)), name
+        swapped = list(range(len(reversal)))
+        swapped[0], swapped[1] = swapped[1], swapped[0]
+        if tuple(swapped) != reversal:
+            assert not np.allclose(forward, network._symmetric_head(h, index[:, swapped], name)), name
+
+
+def test_bond_head_reversed_index_in_a_real_molecule(lj_table):
+    from conftest import build_random_network
     from grappa_like import interactions
     from grappa_like.features import molecule_graph
+    from grappa_like.model import torch_graph
 
     mol = molecule_module.from_smiles("CC(=O)Oc1ccccc1C(=O)O").rdkit_mol
-    graph = molecule_graph(mol, interactions.from_rdkit(mol))
-    network = random_model.network
+    graph = torch_graph(molecule_graph(mol, interactions.from_rdkit(mol)))
+    network = build_random_network(lj_table)
     with torch.no_grad():
         h = network.encoder(graph.x, graph.edge_index, graph.edge_attr)
         assert torch.equal(network.bond_head(h, graph.bonds), network.bond_head(h, graph.bonds.flip(1)))
@@ -298,7 +318,7 @@ def test_ranges_hold_for_extreme_head_outputs(lj_table):
     """Positivity and ranges by construction: even huge head outputs stay in range (no clipping needed)."""
     from grappa_like import interactions
     from grappa_like.features import molecule_graph
-    from grappa_like.model import ForceFieldModel
+    from grappa_like.model import ForceFieldModel, torch_graph
 
     torch.manual_seed(0)
     network = ForceFieldModel({"width": 16, "n_layers": 1, "head_hidden": 16}, lj_table.atomic_numbers).eval()
@@ -306,7 +326,7 @@ def test_ranges_hold_for_extreme_head_outputs(lj_table):
         for head in (network.bond_head.net, network.angle_head.net):
             head[-1].bias.copy_(torch.tensor([-8.0, 8.0]))
         mol = molecule_module.from_smiles("CCO").rdkit_mol
-        out = network(molecule_graph(mol, interactions.from_rdkit(mol)))
+        out = network(torch_graph(molecule_graph(mol, interactions.from_rdkit(mol))))
     assert torch.all(out["bond_k"] > 0) and torch.all(out["bond_r0"] > 0) and torch.all(out["angle_k"] > 0)
     assert torch.all(out["angle_theta0"] > 0) and torch.all(out["angle_theta0"] <= math.pi)
 

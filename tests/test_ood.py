@@ -75,19 +75,19 @@ def test_round_trip_with_members(lj_table, main_state, tmp_path):
     members = [tiny_state_dict(lj_table, seed=10 + k, base=main_state, noise=0.01) for k in range(2)]
     for member in members:  # make one weight not float16-representable: storage must round it
         next(t for t in member.values() if t.is_floating_point()).view(-1)[0] += 1e-5
-    path = tmp_path / "ensemble.pt"
+    path = tmp_path / "ensemble.npz"
     model_file.save(str(path), tiny_payload(lj_table, members, threshold=1.5))
-    raw = torch.load(str(path), weights_only=True)
-    assert raw["format_version"] == model_file.FORMAT_VERSION == 2
-    assert all(t.dtype == torch.float16 for member in raw["ensemble"] for t in member.values() if t.is_floating_point())
-    assert all(t.dtype == torch.float32 for t in raw["state_dict"].values() if t.is_floating_point())
+    raw = model_file.read_payload(str(path))
+    assert raw["format_version"] == model_file.FORMAT_VERSION == 3
+    assert all(a.dtype == np.float16 for member in raw["ensemble"] for a in member.values() if a.dtype.kind == "f")
+    assert all(a.dtype == np.float32 for a in raw["state_dict"].values() if a.dtype.kind == "f")
     loaded = model_file.load(str(path))
     for member, original in zip(loaded["ensemble"], members):
         for name, tensor in original.items():
-            expected = tensor.half().float() if tensor.is_floating_point() else tensor
-            assert member[name].dtype == expected.dtype and torch.equal(member[name], expected), name
+            expected = (tensor.half().float() if tensor.is_floating_point() else tensor).numpy()
+            assert member[name].dtype == expected.dtype and np.array_equal(member[name], expected), name
     for name, tensor in main_state.items():
-        assert torch.equal(loaded["state_dict"][name], tensor), name
+        assert np.array_equal(loaded["state_dict"][name], tensor.numpy()), name
     model = Model.from_payload(loaded)
     assert len(model.members) == 2 and model.ood_threshold == 1.5
     assert model.ood_settings == {"conformers": 2, "seed": 7}
@@ -96,34 +96,32 @@ def test_round_trip_with_members(lj_table, main_state, tmp_path):
 
 def test_checksum_covers_members_and_their_metadata(lj_table, main_state, tmp_path):
     members = [tiny_state_dict(lj_table, seed=10, base=main_state)]
-    path = tmp_path / "ensemble.pt"
+    path = tmp_path / "ensemble.npz"
     model_file.save(str(path), tiny_payload(lj_table, members, threshold=1.5))
-    raw = torch.load(str(path), weights_only=True)
-    name = next(n for n, t in raw["ensemble"][0].items() if t.is_floating_point())
-    raw["ensemble"][0][name].view(-1)[0] += 1
-    torch.save(raw, str(tmp_path / "member.pt"))
-    raw = torch.load(str(path), weights_only=True)
+    raw = model_file.read_payload(str(path))
+    name = next(n for n, a in raw["ensemble"][0].items() if a.dtype.kind == "f")
+    raw["ensemble"][0][name] = raw["ensemble"][0][name] + 1
+    model_file.write_payload(str(tmp_path / "member.npz"), raw)
+    raw = model_file.read_payload(str(path))
     raw["ensemble_metadata"]["ood_threshold"] = 99.0
-    torch.save(raw, str(tmp_path / "threshold.pt"))
-    for bad in ("member.pt", "threshold.pt"):
+    model_file.write_payload(str(tmp_path / "threshold.npz"), raw)
+    for bad in ("member.npz", "threshold.npz"):
         with pytest.raises(grappa_like.errors.ModelFileError, match="checksum"):
             model_file.load(str(tmp_path / bad))
 
 
 def test_members_do_not_change_the_main_networks_parameters(lj_table, main_state, tmp_path):
-    plain = save_and_load(tiny_payload(lj_table), tmp_path / "plain.pt")
+    plain = save_and_load(tiny_payload(lj_table), tmp_path / "plain.npz")
     members = [tiny_state_dict(lj_table, seed=10, base=main_state, noise=0.3)]
-    with_ensemble = save_and_load(tiny_payload(lj_table, members), tmp_path / "ensemble.pt")
+    with_ensemble = save_and_load(tiny_payload(lj_table, members), tmp_path / "ensemble.npz")
     (a,), (b,) = plain.predict([from_smiles("CC(=O)Nc1ccc(O)cc1")]), with_ensemble.predict([from_smiles("CC(=O)Nc1ccc(O)cc1")])
     for key in ("bond_k", "bond_r0", "angle_k", "proper_k", "improper_k", "charges", "sigma", "epsilon"):
         np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
 
 
-def test_version_1_file_without_members_loads_and_gives_no_score(lj_table, tmp_path):
-    payload = dict(tiny_payload(lj_table), format_version=1)
-    payload["sha256"] = model_file.checksum(payload)  # the v1 checksum: no ensemble entries to hash
-    path = tmp_path / "v1.pt"
-    torch.save(payload, str(path))
+def test_file_without_members_loads_and_gives_no_score(lj_table, tmp_path):
+    path = tmp_path / "plain.npz"
+    model_file.save(str(path), tiny_payload(lj_table))
     model = grappa_like.load_model(str(path))
     assert model.members == [] and model.ood_threshold is None
     assert grappa_like.ood_score("CCO", model) is None
@@ -134,17 +132,17 @@ def test_version_1_file_without_members_loads_and_gives_no_score(lj_table, tmp_p
 def test_shipped_model_file_holds_its_ensemble_and_threshold():
     model = grappa_like.load_model()
     assert len(model.members) == 1 and model.ood_threshold > 0
-    assert all(tensor.dtype == torch.float32 for tensor in model.network.state_dict().values()
-               if tensor.is_floating_point())
-    stored = torch.load(model.path, map_location="cpu", weights_only=True)["ensemble"]
-    assert {tensor.dtype for member in stored for tensor in member.values() if tensor.is_floating_point()} \
-        == {torch.float16}
+    stored = model_file.read_payload(model.path)
+    assert {a.dtype for a in stored["state_dict"].values() if a.dtype.kind == "f"} == {np.dtype(np.float32)}
+    stored = stored["ensemble"]
+    assert {a.dtype for member in stored for a in member.values() if a.dtype.kind == "f"} \
+        == {np.dtype(np.float16)}
     score = grappa_like.ood_score("CC(=O)Oc1ccccc1C(=O)O", model)
     assert 0 < score < model.ood_threshold   # aspirin is well inside the training distribution
 
 
 def test_score_is_zero_when_members_equal_the_main_network(lj_table, main_state, tmp_path):
-    model = save_and_load(tiny_payload(lj_table, [dict(main_state), dict(main_state)]), tmp_path / "same.pt")
+    model = save_and_load(tiny_payload(lj_table, [dict(main_state), dict(main_state)]), tmp_path / "same.npz")
     assert grappa_like.ood_score("CC(=O)Nc1ccc(O)cc1", model) == 0.0
 
 
@@ -152,7 +150,7 @@ def test_score_grows_with_the_members_perturbation(lj_table, main_state, tmp_pat
     scores = []
     for noise in (0.01, 0.05, 0.25):
         members = [tiny_state_dict(lj_table, seed=10 + k, base=main_state, noise=noise) for k in range(2)]
-        model = save_and_load(tiny_payload(lj_table, members), tmp_path / f"noise{noise}.pt")
+        model = save_and_load(tiny_payload(lj_table, members), tmp_path / f"noise{noise}.npz")
         scores.append(grappa_like.ood_score("CC(=O)Nc1ccc(O)cc1", model))
     assert 0.0 < scores[0] < scores[1] < scores[2]
 
@@ -166,7 +164,7 @@ def test_force_spread_is_the_rms_of_the_per_component_standard_deviation():
 
 def test_score_is_deterministic(lj_table, main_state, tmp_path):
     members = [tiny_state_dict(lj_table, seed=10 + k, base=main_state, noise=0.05) for k in range(2)]
-    path = tmp_path / "ensemble.pt"
+    path = tmp_path / "ensemble.npz"
     first = save_and_load(tiny_payload(lj_table, members), path)
     second = Model.from_payload(model_file.load(str(path)))
     molecule = from_smiles("CC(C)Cc1ccc(cc1)C(C)C(=O)O")
@@ -178,7 +176,7 @@ def test_score_is_deterministic(lj_table, main_state, tmp_path):
 
 def test_parameterize_computes_the_score_only_when_asked(lj_table, main_state, tmp_path):
     members = [tiny_state_dict(lj_table, seed=10, base=main_state)]
-    model = save_and_load(tiny_payload(lj_table, members), tmp_path / "ensemble.pt")
+    model = save_and_load(tiny_payload(lj_table, members), tmp_path / "ensemble.npz")
     plain = grappa_like.parameterize(["CCO", "C1CC", "c1ccccc1"], model=model, progress=False)
     scored = grappa_like.parameterize(["CCO", "C1CC", "c1ccccc1"], model=model, progress=False, ood_score=True)
     assert [r.ood_score for r in plain] == [None, None, None]
@@ -191,12 +189,12 @@ def flagged_model_path(lj_table, main_state, tmp_path):
     """(path, {name: SMILES}) of a tiny model whose threshold lies between the scores of ethanol and
     paracetamol: the dict lists the molecule above the threshold first."""
     members = [tiny_state_dict(lj_table, seed=10 + k, base=main_state, noise=0.05) for k in range(2)]
-    model = save_and_load(tiny_payload(lj_table, members), tmp_path / "draft.pt")
+    model = save_and_load(tiny_payload(lj_table, members), tmp_path / "draft.npz")
     molecules = {"ethanol": "CCO", "paracetamol": "CC(=O)Nc1ccc(O)cc1"}
     scores = {name: grappa_like.ood_score(smiles, model) for name, smiles in molecules.items()}
     high, low = sorted(scores, key=scores.get, reverse=True)
     assert scores[high] > scores[low]
-    path = tmp_path / "flagged.pt"
+    path = tmp_path / "flagged.npz"
     model_file.save(str(path), tiny_payload(lj_table, members, threshold=(scores[high] + scores[low]) / 2))
     return str(path), {high: molecules[high], low: molecules[low]}
 
@@ -257,7 +255,7 @@ def test_assemble_script_sets_the_threshold_from_validation_molecules(lj_table, 
             group["atomic_numbers"] = molecule.atomic_numbers.astype(np.int8)
             group["conformations"] = molecule.conformer_positions()[None].astype(np.float32)
             group.create_dataset("energy/dft", data=np.zeros(1))
-    main_path, member_path, out = tmp_path / "main.pt", tmp_path / "member.pt", tmp_path / "ensemble.pt"
+    main_path, member_path, out = tmp_path / "main.npz", tmp_path / "member.npz", tmp_path / "ensemble.npz"
     model_file.save(str(main_path), tiny_payload(lj_table))
     member = dict(tiny_payload(lj_table), state_dict=tiny_state_dict(lj_table, seed=10, base=main_state))
     model_file.save(str(member_path), member)
@@ -268,11 +266,11 @@ def test_assemble_script_sets_the_threshold_from_validation_molecules(lj_table, 
     scores = [grappa_like.ood_score(smiles, model) for smiles in ("CCO", "CC(N)=O")]
     assert model.ood_threshold == pytest.approx(float(np.median(scores)), rel=1e-12)
     info = model.metadata["ensemble_metadata"]
-    assert [m["file"] for m in info["members"]] == ["member.pt"]
+    assert [m["file"] for m in info["members"]] == ["member.npz"]
     assert info["members"][0]["validation_force_rmse_kcal_per_mol_angstrom"] == 1.0
     assert info["validation_scores"]["molecules"] == 2
     for name, tensor in main_state.items():  # the main network is copied unchanged
-        assert torch.equal(model.network.state_dict()[name], tensor)
+        assert np.array_equal(model.network.weights[name], tensor.numpy())
 
     other = dict(tiny_payload(lj_table), validation_molecules=["benzene"])
     model_file.save(str(member_path), other)

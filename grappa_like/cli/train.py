@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
                              "first present wins; default --labels) and a loss weight (default 1), e.g. "
                              "../shared/data/train-v0.h5 spice.h5:dft:2.0 grappa_npz_folder:qm. SPICE files carry "
                              "the label dft, Grappa npz files the label qm")
-    parser.add_argument("--out", required=True, help="model file to write, e.g. models/my-model.pt")
+    parser.add_argument("--out", required=True, help="model file to write, e.g. models/my-model.npz")
     parser.add_argument("--epochs", type=int, default=90, help="epochs; the learning rate follows a cosine schedule over them (default 90)")
     parser.add_argument("--patience", type=int, default=20, help="early stopping: epochs without improvement (20)")
     parser.add_argument("--train-fraction", type=float, default=1.0,
