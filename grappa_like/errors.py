@@ -72,3 +72,7 @@ class ParameterizationError(GrappaLikeError):
 
 class OutputPathError(GrappaLikeError, OSError):
     """An output file or folder cannot be created or written where the user asked."""
+
+
+class ResidueMismatchWarning(UserWarning):
+    """The OpenMM template generator saw a residue that no registered molecule matches (says why)."""

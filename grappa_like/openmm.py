@@ -38,6 +38,8 @@ import json
 import os
 import sqlite3
 import tempfile
+import warnings
+from collections import Counter
 
 import numpy as np
 import openmm
@@ -108,6 +110,36 @@ def _residue_graph(residue):
     bonds = [(local[a.index], local[b.index]) for a, b in residue.internal_bonds()]
     has_external = any(True for _ in residue.external_bonds())
     return [atom.element.atomic_number for atom in atoms], bonds, has_external
+
+
+def _heavy_graph(atomic_numbers, bonds) -> Chem.Mol:
+    """Element graph of the non-hydrogen atoms only."""
+    heavy = [k for k, z in enumerate(atomic_numbers) if int(z) != 1]
+    local = {k: n for n, k in enumerate(heavy)}
+    return _element_graph([atomic_numbers[k] for k in heavy],
+                          [(local[i], local[j]) for i, j in bonds if i in local and j in local])
+
+
+def _same_graph(first: Chem.Mol, second: Chem.Mol) -> bool:
+    return (first.GetNumAtoms() == second.GetNumAtoms() and first.GetNumBonds() == second.GetNumBonds()
+            and first.HasSubstructMatch(second))
+
+
+def _formula_counts(molecule: Molecule) -> Counter:
+    return Counter(atom.GetSymbol() for atom in molecule.rdkit_mol.GetAtoms())
+
+
+def _describe(molecule: Molecule) -> str:
+    formula = _hill_formula(_formula_counts(molecule))
+    if molecule.name == molecule.smiles:
+        return f"{molecule.smiles} ({formula})"
+    return f"{molecule.name} ({molecule.smiles}, {formula})"
+
+
+def _hill_formula(counts: Counter) -> str:
+    """Hill formula: C, then H, then the other elements alphabetically (all alphabetically without C)."""
+    order = (["C", "H"] if "C" in counts else []) + sorted(e for e in counts if "C" not in counts or e not in ("C", "H"))
+    return "".join(f"{e}{counts[e] if counts[e] > 1 else ''}" for e in order if counts.get(e))
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,6 +263,46 @@ class TemplateGenerator:
                 return molecule
         return None
 
+    def diagnose(self, residue) -> str:
+        """Why ``residue`` matches no registered molecule: name, index, formula, closest molecules, likely cause, fix."""
+        atoms = list(residue.atoms())
+        where = f"residue {residue.index} ({residue.name}, chain {residue.chain.id}, id {residue.id})"
+        if any(atom.element is None for atom in atoms):
+            return f"grappa_like: {where} has atoms without an element (virtual sites?): it cannot be matched"
+        counts = Counter(atom.element.symbol for atom in atoms)
+        formula = _hill_formula(counts)
+        head = f"grappa_like: {where}, {formula}, matches no registered molecule"
+        if any(True for _ in residue.external_bonds()):
+            return (f"{head}: it is bonded to another residue, and the template generator only types whole "
+                    "molecules (covalent ligands are not supported)")
+        if not self.molecules:
+            return f"{head}: no molecule is registered; fix: generator.add_molecules(<SMILES or SDF of {residue.name}>)"
+        atomic_numbers, bonds, _ = _residue_graph(residue)
+        heavy = _heavy_graph(atomic_numbers, bonds)
+        same_heavy = [m for m in self.molecules if _same_graph(heavy, _heavy_graph(
+            m.atomic_numbers, [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in m.rdkit_mol.GetBonds()]))]
+        for molecule in same_heavy:
+            n_hydrogens, registered = counts.get("H", 0), int(np.sum(molecule.atomic_numbers == 1))
+            described = _describe(molecule)
+            if n_hydrogens == 0:
+                return (f"{head}: its heavy atoms are those of the registered {described}, but it has no hydrogens "
+                        "(a PDB straight from a crystal structure?); fix: add the hydrogens to the structure, e.g. "
+                        "build the ligand from its SDF with grappa_like.openmm.molecule_topology(molecule) or "
+                        "rdkit's Chem.AddHs(mol, addCoords=True), then Modeller.add it")
+            if n_hydrogens != registered:
+                return (f"{head}: its heavy atoms are those of the registered {described}, but it has "
+                        f"{n_hydrogens} hydrogens instead of {registered}: another protonation state; fix: "
+                        f"generator.add_molecules(<SMILES of the form in the structure>), or protonate the "
+                        f"structure as {molecule.smiles}")
+            return (f"{head}: same formula and heavy atoms as the registered {described}, but the hydrogens sit on "
+                    "other atoms: another tautomer (or a wrong bond in the topology); fix: "
+                    "generator.add_molecules(<SMILES of this tautomer>), or check the residue's bonds (CONECT records)")
+        closest = sorted(self.molecules, key=lambda m: sum((Counter(_formula_counts(m)) - counts).values())
+                         + sum((counts - Counter(_formula_counts(m))).values()))[:3]
+        listed = ", ".join(_describe(m) for m in closest)
+        return (f"{head}: not registered (closest registered: {listed}); fix: "
+                f"generator.add_molecules(<SMILES or SDF of {residue.name}>) before createSystem")
+
     def template(self, molecule: Molecule) -> tuple[str, str]:
         """(template name, ffxml string) of a molecule: from memory, the cache file, or the model."""
         smiles = molecule.smiles
@@ -248,9 +320,11 @@ class TemplateGenerator:
         return tag, xml
 
     def generator(self, forcefield, residue) -> bool:
-        """OpenMM template-generator callable: load a template for ``residue`` if it is a registered molecule."""
+        """OpenMM template-generator callable: load a template for ``residue`` if it is a registered molecule;
+        else warn (:class:`~grappa_like.errors.ResidueMismatchWarning`) with the likely cause and the fix."""
         molecule = self.match(residue)
         if molecule is None:
+            warnings.warn(self.diagnose(residue), errors.ResidueMismatchWarning, stacklevel=2)
             return False
         tag, xml = self.template(molecule)
         if tag not in forcefield._templates:

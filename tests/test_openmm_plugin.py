@@ -363,3 +363,52 @@ def test_reparameterized_ubiquitin_short_md_is_stable(ubiquitin):
 @needs_ubiquitin
 def test_reparameterized_ubiquitin_10ps_md_is_stable(ubiquitin):
     _run_ubiquitin_md(ubiquitin, 5000)
+
+
+# ------------------------------------------------------------------------------------------
+# Residues that match no registered molecule: a warning that says why
+
+
+def mismatch_warning(registered: str, topology, random_model) -> str:
+    """The ResidueMismatchWarning text when ``topology`` meets a generator registered with ``registered``;
+    also checks that OpenMM still refuses the residue."""
+    from grappa_like.errors import ResidueMismatchWarning
+
+    generator = TemplateGenerator(registered, model=random_model)
+    forcefield = app.ForceField("amber14-all.xml")
+    forcefield.registerTemplateGenerator(generator.generator)
+    with pytest.warns(ResidueMismatchWarning) as caught, pytest.raises(ValueError, match="No template found"):
+        forcefield.createSystem(topology, nonbondedMethod=app.NoCutoff)
+    messages = [str(w.message) for w in caught if w.category is ResidueMismatchWarning]
+    assert len(set(messages)) == 1
+    return messages[0]
+
+
+def test_another_molecule_is_reported_as_not_registered_with_the_closest(random_model):
+    topology, _ = molecule_topology(from_smiles("Oc1ccccc1", "phenol"))
+    message = mismatch_warning("Cc1ccccc1", topology, random_model)
+    assert "residue 0 (LIG" in message and "C6H6O" in message
+    assert "not registered" in message and "Cc1ccccc1" in message and "C7H8" in message
+    assert "generator.add_molecules(" in message
+
+
+def test_ligand_without_hydrogens_is_reported_as_missing_hydrogens(random_model):
+    topology, positions = molecule_topology(from_smiles("Cc1ccccc1", "toluene"))
+    modeller = app.Modeller(topology, positions)
+    modeller.delete([atom for atom in modeller.topology.atoms() if atom.element.symbol == "H"])
+    message = mismatch_warning("Cc1ccccc1", modeller.topology, random_model)
+    assert "residue 0 (LIG" in message and ", C7," in message
+    assert "no hydrogens" in message and "Cc1ccccc1" in message and "add the hydrogens" in message
+
+
+def test_other_protonation_state_is_reported_with_the_hydrogen_count(random_model):
+    topology, _ = molecule_topology(from_smiles("CC(=O)[O-]", "acetate"))
+    message = mismatch_warning("CC(=O)O", topology, random_model)
+    assert "C2H3O2" in message and "3 hydrogens instead of 4" in message and "protonation state" in message
+    assert "CC(=O)O" in message and "generator.add_molecules(" in message
+
+
+def test_tautomer_is_reported_as_tautomer(random_model):
+    topology, _ = molecule_topology(from_smiles("Oc1ccccn1", "2-hydroxypyridine"))
+    message = mismatch_warning("O=c1cccc[nH]1", topology, random_model)
+    assert "C5H5NO" in message and "another tautomer" in message
