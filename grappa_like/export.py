@@ -16,6 +16,16 @@ GROMACS (``<prefix>.top`` + ``<prefix>.gro``)
     The ``.gro`` has 3 decimals (nm), as the format prescribes, and a cubic box 2 nm wider than the
     molecule.
 
+GROMACS ligand for ``#include`` (``<prefix>.itp``, ``<prefix>_atomtypes.itp``, ``<prefix>.gro``)
+    The same ``[ atomtypes ]`` and ``[ moleculetype ]`` in two files, for a topology made with an
+    Amber force field of GROMACS (``[ defaults ]`` nbfunc 1, comb-rule 2). 1-4 pairs are function 2
+    (own fudgeQQ, charges, σ, 0.5·ε), so the including file's gen-pairs/fudge factors do not apply.
+
+Amber ligand for tleap (``<prefix>.mol2`` + ``<prefix>.frcmod``)
+    One two-character atom type per atom (tleap reads no longer ones), letters unused by the force
+    fields of AmberTools. tleap builds one improper per centre; :func:`complete_amber_impropers`
+    rewrites them from the frcmod (three per centre) in the prmtop that tleap saves.
+
 Amber (``<prefix>.prmtop`` + ``<prefix>.inpcrd``)
     ParmEd (``parmed.openmm.load_topology`` on the reference System, then ``AmberParm``). ParmEd
     turns our NonbondedForce exceptions into exactly one dihedral per 1-4 pair that carries
@@ -55,9 +65,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from grappa_like import errors
-from grappa_like.energy import COULOMB_14_SCALE, LJ_14_SCALE
 from grappa_like.fileio import atomic_write, atomic_write_text
-from grappa_like.parameters import Parameters
+from grappa_like.parameters import COULOMB_14_SCALE, LJ_14_SCALE, Parameters
 from grappa_like.writers import to_openmm_system
 
 DEFAULT_RESIDUE_NAME = "MOL"

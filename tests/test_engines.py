@@ -32,7 +32,7 @@ MOLECULES = {
     "benzylammonium": "[NH3+]Cc1ccccc1",                          # cation
     "halophosphate": "COP(=O)(OC)Oc1ccc(Br)cc1I",                 # P, Br, I
     "ace-ala-nme": "CC(=O)N[C@@H](C)C(=O)NC",                     # capped dipeptide
-    "nitrobenzamide": "NC(=O)c1ccc(cc1[N+](=O)[O-])C(=O)[O-]",    # impropers on 9 centres, anion
+    "nitrobenzamide": "NC(=O)c1ccc(cc1[N+](=O)[O-])C(=O)[O-]",    # impropers on 10 centres, anion
 }
 TERMS = ("bonds", "angles", "propers", "impropers", "lj14", "coulomb14", "lj_sr", "coulomb_sr")
 GROMACS_TERMS = {"bonds": "Bond", "angles": "Angle", "propers": "Proper Dih.", "impropers": "Per. Imp. Dih.",
