@@ -711,3 +711,72 @@ def test_cli_stderr_has_one_line_per_failure_and_no_rdkit_chatter(model_file_pat
     assert len(lines) == 4 + 1, lines  # four failures, one summary
     assert all(line.startswith("failed: ") for line in lines[:4]), lines
     assert lines[4].startswith("1 written, 4 failed")
+
+
+# ============================================================================ output paths
+
+
+def _one_error_line(caplog) -> str:
+    (message,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert "\n" not in message
+    return message
+
+
+def _no_temporaries(folder) -> bool:
+    return not [p for p in folder.rglob(".*.tmp")]
+
+
+@pytest.mark.parametrize(("output", "extra", "expected"), [
+    ("newdir/eth.xml", [], ["newdir/eth.xml"]),                            # missing parent: created
+    ("a/b/c/eth.xml", [], ["a/b/c/eth.xml"]),                              # several levels
+    ("newdir/", [], ["newdir/mol1.xml"]),                                  # trailing slash: a folder
+    ("g/mol.top", ["--format", "gromacs"], ["g/mol.top", "g/mol.gro"]),    # both GROMACS files
+    ("amb/", ["--format", "amber"], ["amb/mol1.prmtop", "amb/mol1.inpcrd"]),
+])
+def test_output_paths_one_molecule(output, extra, expected, model_file_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _cli(["--smiles", "CCO", "-o", output, *extra], model_file_path) == 0
+    for path in expected:
+        assert (tmp_path / path).is_file() and (tmp_path / path).stat().st_size > 0, path
+    assert _no_temporaries(tmp_path)
+
+
+def test_output_into_an_existing_folder(model_file_path, tmp_path):
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    assert _cli(["--smiles", "CCO", "-o", str(folder)], model_file_path) == 0
+    assert (folder / "mol1.xml").is_file()
+
+
+def test_several_molecules_into_a_new_nested_folder(model_file_path, tmp_path):
+    out = tmp_path / "x" / "y"
+    assert _cli(["--smiles", "CCO", "--smiles", "CCN", "-o", str(out)], model_file_path) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["failures.tsv", "mol1.xml", "mol2.xml"]  # no ensemble: no scores
+
+
+@pytest.mark.parametrize("case", ["parent-is-a-file", "folder-is-a-file", "output-is-a-folder-file-name", "library"])
+def test_unwritable_output_is_one_line_naming_it(case, model_file_path, tmp_path, caplog):
+    blocker = tmp_path / "afile.txt"
+    blocker.write_text("in the way\n")
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\nCCN ethylamine\n")
+    arguments = {
+        "parent-is-a-file": ["--smiles", "CCO", "-o", str(blocker / "eth.xml")],
+        "folder-is-a-file": ["--smiles", "CCO", "--smiles", "CCN", "-o", str(blocker)],
+        "output-is-a-folder-file-name": ["--smiles", "CCO", "-o", str(blocker) + "/"],
+        "library": [str(smi), "--library", "-o", str(blocker / "lib")],
+    }[case]
+    assert _cli(arguments, model_file_path) == 2
+    message = _one_error_line(caplog)
+    assert str(blocker) in message, message
+    assert blocker.read_text() == "in the way\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt", "in.smi"]
+
+
+def test_output_path_errors_in_the_library_api(model_file_path, tmp_path):
+    blocker = tmp_path / "afile.txt"
+    blocker.write_text("x")
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\n")
+    with pytest.raises(errors.OutputPathError, match="afile.txt"):
+        grappa_like.parameterize_library(str(smi), str(blocker / "out"), model=model_file_path, progress=False)
