@@ -16,6 +16,7 @@ syntax by which ``train`` and ``evaluate`` take several files (:func:`parse_data
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import logging
 import os
@@ -37,7 +38,11 @@ SPICE_FORMAT = "spice"
 GRAPPA_NPZ_FORMAT = "grappa-npz"
 SPICE_LABEL = "dft"
 GRAPPA_LABEL = "qm"
-DEFAULT_LABEL_PREFERENCE = ("ani2x", "gfn2")
+# Label preference: plain labels, first present wins; an entry SUBSETS=LABEL/LABEL... (SUBSETS an
+# fnmatch pattern of the group attr ``subset``) gives that family its own order. Peptides learn from
+# GFN2-xTB, everything else from ANI-2x where it applies (docs/design-decisions.md, issue 17).
+DEFAULT_LABEL_PREFERENCE = ("capped_residue=gfn2/ani2x", "*peptide*=gfn2/ani2x", "ani2x", "gfn2")
+V2_LABEL_PREFERENCE = ("ani2x", "gfn2")  # what v1 and v2 trained with: ANI-2x wherever it applies
 
 
 @dataclass
@@ -58,10 +63,55 @@ class QMRecord:
     attrs: dict = field(default_factory=dict)         # every group attribute, as str (e.g. "pdb")
 
 
+def _family_entry(entry: str) -> tuple[str, tuple[str, ...]] | None:
+    """``"*peptide*=gfn2/ani2x"`` -> ("*peptide*", ("gfn2", "ani2x")); None for a plain label."""
+    if "=" not in entry:
+        return None
+    pattern, labels = entry.split("=", 1)
+    order = tuple(label.strip() for label in labels.split("/") if label.strip())
+    if not pattern.strip() or not order:
+        raise ValueError(f"label preference entry {entry!r}: expected SUBSETS=LABEL[/LABEL...], e.g. "
+                         "*peptide*=gfn2/ani2x")
+    return pattern.strip(), order
+
+
+def check_label_preference(preference) -> tuple[str, ...]:
+    """``preference`` as a tuple; raises ValueError for a malformed ``SUBSETS=LABELS`` entry or no label at all."""
+    preference = tuple(entry.strip() for entry in preference if entry.strip())
+    for entry in preference:
+        _family_entry(entry)
+    if not preference:
+        raise ValueError("the label preference names no label")
+    return preference
+
+
+def labels_for_subset(preference, subset: str) -> tuple[str, ...]:
+    """The label order for a molecule of ``subset``: the first family entry whose pattern matches, else the
+    plain entries of ``preference``."""
+    plain = []
+    for entry in preference:
+        family = _family_entry(entry)
+        if family is None:
+            plain.append(entry)
+        elif fnmatch.fnmatchcase(subset, family[0]):
+            return family[1]
+    return tuple(plain)
+
+
+def preference_labels(preference) -> set[str]:
+    """Every label named in ``preference`` (plain or in a family entry)."""
+    labels = set()
+    for entry in preference:
+        family = _family_entry(entry)
+        labels.update(family[1] if family else (entry,))
+    return labels
+
+
 def choose_label(group: h5py.Group, preference=DEFAULT_LABEL_PREFERENCE) -> str | None:
-    """First label of ``preference`` that the molecule carries energies for (None if none)."""
+    """First label of ``preference`` (for the group's ``subset``) that the molecule carries energies for, or None."""
     available = set(group["energy"].keys()) if "energy" in group else set()
-    return next((label for label in preference if label in available), None)
+    order = labels_for_subset(preference, str(group.attrs.get("subset", "")))
+    return next((label for label in order if label in available), None)
 
 
 def detect_format(path: str) -> str:
@@ -213,7 +263,7 @@ def _finite_rows(energies: np.ndarray, forces: np.ndarray | None) -> np.ndarray:
 
 def _read_spice(path: str, label_preference, mol_ids) -> Iterator[QMRecord]:
     """Records of a SPICE HDF5 file (bohr, hartree, hartree/bohr -> nm, kJ/mol, kJ/mol/nm); label ``dft``."""
-    if SPICE_LABEL not in label_preference:
+    if SPICE_LABEL not in preference_labels(label_preference):
         return
     skipped = _Skipped(path)
     with h5py.File(path, "r") as handle:
@@ -246,7 +296,7 @@ def _read_spice(path: str, label_preference, mol_ids) -> Iterator[QMRecord]:
 
 def _read_grappa_npz(path: str, label_preference, mol_ids) -> Iterator[QMRecord]:
     """Records of Grappa npz files (Å, kcal/mol, kcal/mol/Å gradients -> nm, kJ/mol, kJ/mol/nm forces); label ``qm``."""
-    if GRAPPA_LABEL not in label_preference:
+    if GRAPPA_LABEL not in preference_labels(label_preference):
         return
     if not os.path.isdir(path):
         record = _grappa_npz_record(path)
@@ -320,7 +370,9 @@ class DataSpec:
 def parse_data_spec(text: str) -> DataSpec:
     """``"spice.h5:dft,gfn2:2.0"`` -> DataSpec("spice.h5", ("dft", "gfn2"), 2.0); an existing path is taken whole.
 
-    Raises ValueError for an empty path, a non-positive or non-numeric weight, or too many fields.
+    LABELS may hold family entries (``SUBSETS=LABEL/LABEL``, see :func:`labels_for_subset`). Raises
+    ValueError for an empty path, a non-positive or non-numeric weight, a malformed family entry, or too
+    many fields.
     """
     if isinstance(text, DataSpec):
         return text
@@ -331,6 +383,10 @@ def parse_data_spec(text: str) -> DataSpec:
     if len(fields) > 3 or not fields[0]:
         raise ValueError(f"data file {text!r}: expected FILE[:LABELS[:WEIGHT]], e.g. spice.h5:dft:2.0")
     labels = tuple(label.strip() for label in fields[1].split(",") if label.strip()) if len(fields) > 1 else ()
+    try:
+        labels = check_label_preference(labels) if labels else ()
+    except ValueError as error:
+        raise ValueError(f"data file {text!r}: {error}") from None
     weight = 1.0
     if len(fields) == 3 and fields[2].strip():
         try:

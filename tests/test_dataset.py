@@ -598,3 +598,34 @@ def test_normal_modes_on_the_labeler_surface_through_the_cli(tmp_path):
     assert usage.value.code == 2
     assert main(["build-dataset", str(smiles_file), "-o", str(tmp_path / "x.h5"), "--labeler", "gfn2",
                  "--md-temperatures", "3000"]) == 2  # outside (0, 2000] K
+
+
+def test_label_preference_per_family(tmp_path):
+    """Peptides take GFN2 labels, other molecules ANI-2x where present; v2's order is still available."""
+    from grappa_like.cli.train import DEFAULT_LABELS
+    from grappa_like.data import (DEFAULT_LABEL_PREFERENCE, V2_LABEL_PREFERENCE, DataSpec, labels_for_subset,
+                                  parse_data_spec)
+
+    assert DEFAULT_LABELS == ",".join(DEFAULT_LABEL_PREFERENCE)
+    assert labels_for_subset(DEFAULT_LABEL_PREFERENCE, "dipeptide") == ("gfn2", "ani2x")
+    assert labels_for_subset(DEFAULT_LABEL_PREFERENCE, "capped_residue") == ("gfn2", "ani2x")
+    assert labels_for_subset(DEFAULT_LABEL_PREFERENCE, "druglike") == ("ani2x", "gfn2")
+    path = tmp_path / "both.h5"
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layout"] = LAYOUT
+        for mol_id, subset, labels in [("pep", "dipeptide", ("ani2x", "gfn2")), ("drug", "druglike", ("ani2x", "gfn2")),
+                                       ("pep_ani", "peptide_drives", ("ani2x",))]:
+            group = handle.create_group(mol_id)
+            group.attrs.update(smiles=mapped_smiles(_mol("C")), name=mol_id, subset=subset, total_charge=0)
+            group["atomic_numbers"] = np.array([6, 1, 1, 1, 1], dtype=np.int8)
+            group["conformations"] = np.zeros((1, 5, 3), dtype=np.float32)
+            for label in labels:
+                group[f"energy/{label}"] = np.zeros(1)
+    assert {r.mol_id: r.label for r in read_records(str(path))} == {"pep": "gfn2", "drug": "ani2x", "pep_ani": "ani2x"}
+    assert {r.label for r in read_records(str(path), V2_LABEL_PREFERENCE)} == {"ani2x"}
+    spec = parse_data_spec("x.h5:*peptide*=gfn2/ani2x,ani2x:2")
+    assert spec == DataSpec("x.h5", ("*peptide*=gfn2/ani2x", "ani2x"), 2.0)
+    assert {r.mol_id: r.label for r in read_records(str(path), spec.labels)} == {
+        "pep": "gfn2", "drug": "ani2x", "pep_ani": "ani2x"}
+    with pytest.raises(ValueError, match="SUBSETS=LABEL"):
+        parse_data_spec("x.h5:dipeptide=")

@@ -11,7 +11,7 @@ import torch
 
 from grappa_like import errors, model_file
 from grappa_like.api import Model
-from grappa_like.data import read_records, split_by_molecule, split_per_file
+from grappa_like.data import DEFAULT_LABEL_PREFERENCE, read_records, split_by_molecule, split_per_file
 from grappa_like.lj_types import find_gaff2_dat, read_gaff2_lj_table
 from grappa_like.training import TrainingConfig, train
 
@@ -67,7 +67,7 @@ def test_short_training_writes_model_and_resumes(tmp_path):
     assert state["epoch"] == 2 and os.path.exists(out) and os.path.exists(out + ".ckpt")
     payload = model_file.load(out)
     assert len(payload["validation_molecules"]) == 2
-    assert payload["training_data"]["label_preference"] == ["ani2x", "gfn2"]
+    assert payload["training_data"]["label_preference"] == list(DEFAULT_LABEL_PREFERENCE)
     model = Model.from_payload(payload, out)
     assert np.isfinite(model.predict([read_records(TRAIN_FILE, mol_ids=["capped_ALA"]).__next__().molecule])[0].bond_k).all()
 

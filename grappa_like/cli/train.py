@@ -6,6 +6,7 @@ import json
 import logging
 import os
 
+DEFAULT_LABELS = "capped_residue=gfn2/ani2x,*peptide*=gfn2/ani2x,ani2x,gfn2"  # grappa_like.data.DEFAULT_LABEL_PREFERENCE
 
 
 def add_parser(subparsers) -> None:
@@ -46,9 +47,11 @@ def add_parser(subparsers) -> None:
                              "only from AM1-BCC, for compatibility with TIP3P / ff14SB)")
     parser.add_argument("--batch-molecules", type=int, default=16, help="molecules per optimizer step (16)")
     parser.add_argument("--learning-rate", type=float, default=5e-4, help="peak learning rate (5e-4)")
-    parser.add_argument("--labels", default="ani2x,gfn2",
-                        help="label preference for files given without their own, first present wins "
-                             "(default: ani2x,gfn2)")
+    parser.add_argument("--labels", default=DEFAULT_LABELS,
+                        help="label preference for files given without their own, first present wins; an entry "
+                             "SUBSETS=LABEL/LABEL gives the molecules whose subset matches the pattern their own "
+                             f"order (default: {DEFAULT_LABELS}, i.e. GFN2-xTB for peptides, ANI-2x elsewhere where "
+                             "it applies; v2 used ani2x,gfn2)")
     parser.add_argument("--max-molecules", type=int, default=None, help="use only the first N molecules (tests)")
     parser.add_argument("--model-config", default="{}", help='JSON overrides of the network config, e.g. \'{"width": 64}\'')
     parser.add_argument("--gaff2-dat", default=None, help="path of AmberTools' gaff2.dat (default: found automatically)")
@@ -61,13 +64,14 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from grappa_like import errors
-    from grappa_like.data import parse_data_spec
+    from grappa_like.data import check_label_preference, parse_data_spec
     from grappa_like.lj_types import read_gaff2_lj_table
     from grappa_like.training import TrainingConfig, distributed_from_environment, train
 
     log = logging.getLogger("grappa_like.train").info
     try:
         specs = [parse_data_spec(text) for text in args.data]
+        label_preference = check_label_preference(args.labels.split(","))
     except ValueError as error:
         logging.getLogger("grappa_like.train").error(f"error: {error}")
         return 2
@@ -84,7 +88,7 @@ def run(args) -> int:
     try:
         with distributed_from_environment(args.device):
             state = train(specs, args.out, read_gaff2_lj_table(args.gaff2_dat), config,
-                          label_preference=tuple(args.labels.split(",")), max_molecules=args.max_molecules,
+                          label_preference=label_preference, max_molecules=args.max_molecules,
                           progress=not args.no_progress, log=log, device=args.device)
     except (errors.DataFileError, errors.TrainingSetupError) as error:
         logging.getLogger("grappa_like.train").error(f"error: {error}")
