@@ -19,7 +19,8 @@ from grappa_like.writers import to_openmm_system
 DEFAULT_MODEL_NAME = "grappa-like-v2.npz"
 # Largest batch (atoms) of one forward pass of the network. Outputs are computed in float64 and
 # rounded to float32, so they do not depend on which molecules share a batch (docs/reliability.md).
-INFERENCE_BATCH_ATOMS = 4096
+# 256 atoms measured fastest (docs/performance.md): larger batches pay for large temporary arrays.
+INFERENCE_BATCH_ATOMS = 256
 
 
 def default_model_path() -> str:

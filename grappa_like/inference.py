@@ -110,12 +110,14 @@ class Network:
         source_values = self._linear(h, f"{name}.lin_l").reshape(-1, heads, channels)
         target_values = self._linear(h, f"{name}.lin_r").reshape(-1, heads, channels)
         edge_values = self._linear(edges.attributes, f"{name}.lin_edge", bias=False).reshape(-1, heads, channels)
-        pre_activation = source_values[edges.source] + target_values[edges.target] + edge_values
-        activated = np.where(pre_activation > 0, pre_activation, _ATTENTION_NEGATIVE_SLOPE * pre_activation)
+        messages = source_values[edges.source]
+        pre_activation = messages + target_values[edges.target]
+        pre_activation += edge_values
+        activated = np.maximum(pre_activation, _ATTENTION_NEGATIVE_SLOPE * pre_activation)  # leaky ReLU
         scores = (activated * self.weights[f"{name}.att"]).sum(axis=-1)  # (n_edges, heads)
         scores = np.exp(scores - np.maximum.reduceat(scores, edges.starts, axis=0)[edges.target])
         weights = scores / (np.add.reduceat(scores, edges.starts, axis=0)[edges.target] + 1e-16)
-        messages = source_values[edges.source] * weights[:, :, None]
+        messages *= weights[:, :, None]
         return np.add.reduceat(messages, edges.starts, axis=0).reshape(-1, heads * channels) + self.weights[f"{name}.bias"]
 
     def encode(self, graph) -> np.ndarray:
