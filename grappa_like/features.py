@@ -34,26 +34,45 @@ def _one_hot(value, choices) -> list[float]:
     return [1.0 if value == choice else 0.0 for choice in choices]
 
 
+_ELEMENT_COLUMN = {z: column for column, z in enumerate(SUPPORTED_ATOMIC_NUMBERS)}
+_HYBRIDIZATION_COLUMN = {h: column for column, h in enumerate(HYBRIDIZATIONS)}
+_RING_SIZE_COLUMN = {size: column for column, size in enumerate(RING_SIZES)}
+_BOND_TYPE_COLUMN = {t: column for column, t in enumerate(BOND_TYPES)}
+
+
+def _one_hot_rows(columns: np.ndarray, width: int) -> np.ndarray:
+    """(n, width) one-hot rows; a column of -1 gives a row of zeros."""
+    rows = np.zeros((len(columns), width), dtype=np.float32)
+    valid = columns >= 0
+    rows[np.flatnonzero(valid), columns[valid]] = 1.0
+    return rows
+
+
 def atom_features(mol: Chem.Mol, resonance: "Resonance | None" = None) -> np.ndarray:
     """(n_atoms, N_ATOM_FEATURES) float32 array: element, degree, formal charge (averaged over resonance
     structures), hybridisation, number of bonded H, aromaticity, ring membership and ring sizes."""
     resonance = resonance or Resonance(mol)
-    ring_info = mol.GetRingInfo()
-    rows = []
-    for atom in mol.GetAtoms():
-        index = atom.GetIdx()
-        # H atoms made by AddHs carry UNSPECIFIED hybridisation, explicit ones S: same atom, one value
-        hybridization = Chem.HybridizationType.S if atom.GetAtomicNum() == 1 else atom.GetHybridization()
-        rows.append(
-            _one_hot(atom.GetAtomicNum(), SUPPORTED_ATOMIC_NUMBERS)
-            + _one_hot(min(atom.GetDegree(), MAX_DEGREE), range(MAX_DEGREE + 1))
-            + list(resonance.formal_charge_one_hot[index])
-            + _one_hot(hybridization, HYBRIDIZATIONS)
-            + _one_hot(min(atom.GetTotalNumHs(includeNeighbors=True), MAX_HYDROGENS), range(MAX_HYDROGENS + 1))
-            + [float(atom.GetIsAromatic()), float(ring_info.NumAtomRings(index) > 0)]
-            + [float(ring_info.IsAtomInRingOfSize(index, size)) for size in RING_SIZES]
-        )
-    features = np.array(rows, dtype=np.float32).reshape(-1, N_ATOM_FEATURES)
+    n_atoms = mol.GetNumAtoms()
+    properties = np.array([
+        (_ELEMENT_COLUMN.get(atom.GetAtomicNum(), -1), min(atom.GetDegree(), MAX_DEGREE),
+         # H atoms made by AddHs carry UNSPECIFIED hybridisation, explicit ones S: same atom, one value
+         0 if atom.GetAtomicNum() == 1 else _HYBRIDIZATION_COLUMN.get(atom.GetHybridization(), -1),
+         min(atom.GetTotalNumHs(includeNeighbors=True), MAX_HYDROGENS), atom.GetIsAromatic())
+        for atom in mol.GetAtoms()], dtype=np.int64).reshape(-1, 5)
+    rings = np.zeros((n_atoms, 1 + len(RING_SIZES)), dtype=np.float32)  # in any ring, in a ring of each size
+    for ring in mol.GetRingInfo().AtomRings():
+        rings[list(ring), 0] = 1.0
+        if len(ring) in _RING_SIZE_COLUMN:
+            rings[list(ring), 1 + _RING_SIZE_COLUMN[len(ring)]] = 1.0
+    features = np.concatenate([
+        _one_hot_rows(properties[:, 0], len(SUPPORTED_ATOMIC_NUMBERS)),
+        _one_hot_rows(properties[:, 1], MAX_DEGREE + 1),
+        resonance.formal_charge_one_hot.astype(np.float32),
+        _one_hot_rows(properties[:, 2], len(HYBRIDIZATIONS)),
+        _one_hot_rows(properties[:, 3], MAX_HYDROGENS + 1),
+        properties[:, 4:5].astype(np.float32),
+        rings,
+    ], axis=1).reshape(-1, N_ATOM_FEATURES)
     for group in resonance.equivalent_terminal_groups:
         features[group] = features[group].mean(0)
     return features
@@ -63,20 +82,18 @@ def bond_features(mol: Chem.Mol, bonds: np.ndarray, resonance: "Resonance | None
     """(n_bonds, N_BOND_FEATURES) float32 array for the bonds (i, j) given: bond order (averaged over
     resonance structures), conjugation, ring."""
     resonance = resonance or Resonance(mol)
-    rows = []
-    for i, j in bonds:
-        bond = mol.GetBondBetweenAtoms(int(i), int(j))
-        rows.append(
-            list(resonance.bond_type_one_hot[bond.GetIdx()])
-            + [float(bond.GetIsConjugated()), float(bond.IsInRing()),
-               float(bond.GetBondType() not in BOND_TYPES)]
-        )
-    features = np.array(rows, dtype=np.float32).reshape(-1, N_BOND_FEATURES)
-    row_of_pair = {(int(i), int(j)): row for row, (i, j) in enumerate(bonds)}
-    for group in resonance.equivalent_terminal_groups:
-        centre = next(n.GetIdx() for n in mol.GetAtomWithIdx(group[0]).GetNeighbors())
-        rows_of_group = [row_of_pair[(min(a, centre), max(a, centre))] for a in group]
-        features[rows_of_group] = features[rows_of_group].mean(0)
+    bond_objects = [mol.GetBondBetweenAtoms(i, j) for i, j in np.asarray(bonds).tolist()]
+    flags = np.array([(bond.GetIsConjugated(), bond.IsInRing(), bond.GetBondType() not in _BOND_TYPE_COLUMN)
+                      for bond in bond_objects], dtype=np.float32).reshape(-1, 3)
+    order = np.array([bond.GetIdx() for bond in bond_objects], dtype=np.int64)
+    features = np.concatenate([resonance.bond_type_one_hot[order].astype(np.float32), flags], axis=1)
+    features = features.reshape(-1, N_BOND_FEATURES)
+    if resonance.equivalent_terminal_groups:
+        row_of_pair = {(int(i), int(j)): row for row, (i, j) in enumerate(bonds)}
+        for group in resonance.equivalent_terminal_groups:
+            centre = next(n.GetIdx() for n in mol.GetAtomWithIdx(group[0]).GetNeighbors())
+            rows_of_group = [row_of_pair[(min(a, centre), max(a, centre))] for a in group]
+            features[rows_of_group] = features[rows_of_group].mean(0)
     return features
 
 
@@ -96,10 +113,12 @@ class Resonance:
 
     def __init__(self, mol: Chem.Mol):
         n_atoms = mol.GetNumAtoms()
-        self.formal_charge_one_hot = np.array(
-            [_one_hot(max(min(a.GetFormalCharge(), 2), -2), FORMAL_CHARGES) for a in mol.GetAtoms()]).reshape(-1, len(FORMAL_CHARGES))
-        self.bond_type_one_hot = np.array(
-            [_one_hot(b.GetBondType(), BOND_TYPES) for b in mol.GetBonds()]).reshape(-1, len(BOND_TYPES))
+        atoms = [(a.GetFormalCharge(), a.GetAtomicNum(), a.GetDegree()) for a in mol.GetAtoms()]
+        charges = np.array([charge for charge, _, _ in atoms], dtype=np.int64)
+        self.formal_charge_one_hot = _one_hot_rows(np.clip(charges, -2, 2) + 2, len(FORMAL_CHARGES)).astype(np.float64)
+        self.bond_type_one_hot = _one_hot_rows(np.array(
+            [_BOND_TYPE_COLUMN.get(b.GetBondType(), -1) for b in mol.GetBonds()], dtype=np.int64),
+            len(BOND_TYPES)).astype(np.float64)
         for fragment, atom_indices in self._charged_conjugated_systems(mol):
             structures = [s for s in Chem.ResonanceMolSupplier(fragment, 0, self.MAX_STRUCTURES_PER_SYSTEM)
                           if s is not None]
@@ -116,10 +135,10 @@ class Resonance:
                 self.bond_type_one_hot[original_bond.GetIdx()] = np.mean([_one_hot(
                     s.GetBondWithIdx(bond.GetIdx()).GetBondType(), BOND_TYPES) for s in structures], axis=0)
         groups = {}
-        for atom in mol.GetAtoms():
-            if atom.GetAtomicNum() > 1 and atom.GetDegree() == 1:
-                centre = atom.GetNeighbors()[0].GetIdx()
-                groups.setdefault((centre, atom.GetAtomicNum()), []).append(atom.GetIdx())
+        for index, (_, atomic_number, degree) in enumerate(atoms):
+            if atomic_number > 1 and degree == 1:
+                centre = mol.GetAtomWithIdx(index).GetNeighbors()[0].GetIdx()
+                groups.setdefault((centre, atomic_number), []).append(index)
         self.equivalent_terminal_groups = [sorted(g) for g in groups.values() if len(g) > 1]
 
     @staticmethod
