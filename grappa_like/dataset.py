@@ -130,6 +130,8 @@ class ConformerRecipe:
                 raise ValueError(f"{name}: temperatures must lie in (0, 2000] K, got {list(temperatures)}")
         if not self.normal_mode_temperatures:
             raise ValueError("normal_mode_temperatures must not be empty")
+        if not self.max_energy_above_lowest > 0.0:
+            raise ValueError(f"max_energy_above_lowest must be positive, got {self.max_energy_above_lowest}")
 
     def settings_dict(self) -> dict:
         """The recipe as recorded in settings.json and the ``builder`` attr: fields added after the v1

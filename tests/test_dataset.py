@@ -579,7 +579,8 @@ def test_normal_modes_on_the_labeler_surface_through_the_cli(tmp_path):
     out = tmp_path / "v3.h5"
     code = main(["build-dataset", str(smiles_file), "-o", str(out), "--labeler", "gfn2", "--no-am1bcc",
                  "--confs", "3", "--md-temperatures", "500,800", "--etkdg-confs", "1", "--torsion-points", "4",
-                 "--max-torsions", "0", "--conjugated-torsions", "1", "--normal-mode-confs", "2", "--no-progress"])
+                 "--max-torsions", "0", "--conjugated-torsions", "1", "--normal-mode-confs", "2", "--no-progress",
+                 "--max-energy-above-lowest", "400"])
     assert code == 0
     with h5py.File(out, "r") as handle:
         nma, cation = handle["nma"], handle["methylammonium"]
@@ -591,13 +592,16 @@ def test_normal_modes_on_the_labeler_surface_through_the_cli(tmp_path):
         energies = nma["energy/gfn2"][:]
         assert energies[[5, 7]].min() - energies[8] > 10.0  # amide at ±90°: the barrier is in the data
         assert "normal_modes_omitted" in cation.attrs and "labeler_min" not in cation.attrs["conformation_kinds"]
-        assert json.loads(handle.attrs["builder"])["recipe"]["md_temperatures"] == [500.0, 800.0]
+        recipe = json.loads(handle.attrs["builder"])["recipe"]
+        assert recipe["md_temperatures"] == [500.0, 800.0] and recipe["max_energy_above_lowest"] == 400.0
     with pytest.raises(SystemExit) as usage:
         main(["build-dataset", str(smiles_file), "-o", str(tmp_path / "x.h5"), "--labeler", "gfn2",
               "--md-temperatures", "hot"])
     assert usage.value.code == 2
     assert main(["build-dataset", str(smiles_file), "-o", str(tmp_path / "x.h5"), "--labeler", "gfn2",
                  "--md-temperatures", "3000"]) == 2  # outside (0, 2000] K
+    assert main(["build-dataset", str(smiles_file), "-o", str(tmp_path / "x.h5"), "--labeler", "gfn2",
+                 "--max-energy-above-lowest", "0"]) == 2
 
 
 def test_label_preference_per_family(tmp_path):

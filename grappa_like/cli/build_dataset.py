@@ -7,7 +7,10 @@ import logging
 import os
 import sys
 
+from grappa_like.cli.common import whole_number_at_least
+
 log = logging.getLogger("grappa_like.build_dataset")
+COUNT = whole_number_at_least(0)
 
 
 def add_parser(subparsers) -> None:
@@ -60,15 +63,15 @@ def add_parser(subparsers) -> None:
                         help="MD temperatures in K, e.g. 300,500,800: one trajectory per temperature, started from "
                              "the minima in turn (default: the train-v0 scheme, 300,150,400,225,350,100 K for minima "
                              "1-6, or 150 and 350 K from a single minimum)")
-    parser.add_argument("--etkdg-confs", type=int, default=defaults.etkdg_conformations,
+    parser.add_argument("--etkdg-confs", type=COUNT, default=defaults.etkdg_conformations,
                         help="unminimised ETKDGv3 conformers added per molecule (default "
                              f"{defaults.etkdg_conformations}): raw distance-geometry structures, more distorted than "
                              "MD snapshots")
-    parser.add_argument("--conjugated-torsions", type=int, default=defaults.conjugated_torsions,
+    parser.add_argument("--conjugated-torsions", type=COUNT, default=defaults.conjugated_torsions,
                         help="extra torsion drives per molecule across amide, thioamide, ester, aryl-aryl and other "
                              "conjugated single bonds not driven already (SMARTS in docs/dataset.md; default "
                              f"{defaults.conjugated_torsions}), so that their barriers are in the data")
-    parser.add_argument("--normal-mode-confs", type=int, default=defaults.normal_mode_conformations,
+    parser.add_argument("--normal-mode-confs", type=COUNT, default=defaults.normal_mode_conformations,
                         help="neutral molecules: relax row 0 on the (first) labeler's surface, then add its minimum "
                              "and this many harmonic samples from a finite-difference Hessian of the labeler "
                              f"(default {defaults.normal_mode_conformations}; 6N labeler calls per molecule)")
@@ -76,6 +79,12 @@ def add_parser(subparsers) -> None:
                         default=defaults.normal_mode_temperatures, metavar="T[,T...]",
                         help="temperatures (K) of the normal-mode samples, used in turn (default "
                              f"{','.join(f'{t:g}' for t in defaults.normal_mode_temperatures)})")
+    parser.add_argument("--max-energy-above-lowest", type=float, default=defaults.max_energy_above_lowest,
+                        metavar="KCAL_PER_MOL",
+                        help="drop labelled rows more than this above the molecule's lowest (first label; default "
+                             f"{defaults.max_energy_above_lowest:g} kcal/mol). The thermal energy grows with size "
+                             "and temperature (about 2.4 kcal/mol per atom at 800 K): raise it with hot MD on large "
+                             "molecules")
     parser.add_argument("--subset", default=None, help="subset attribute of the molecules (default: the file's stem)")
     parser.add_argument("--source", default=None, help="root 'source' attribute: where the molecules came from")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the run (default {DEFAULT_SEED})")
@@ -122,7 +131,8 @@ def run(args) -> int:
                                  md_surface=args.md_surface, md_temperatures=args.md_temperatures,
                                  etkdg_conformations=args.etkdg_confs, conjugated_torsions=args.conjugated_torsions,
                                  normal_mode_conformations=args.normal_mode_confs,
-                                 normal_mode_temperatures=args.normal_mode_temperatures)
+                                 normal_mode_temperatures=args.normal_mode_temperatures,
+                                 max_energy_above_lowest=args.max_energy_above_lowest)
         names = [name.strip() for name in args.labeler.split(",") if name.strip()]
         unknown = [name for name in names if name not in LABELER_NAMES]
         if not names or unknown:
