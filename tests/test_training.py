@@ -34,7 +34,7 @@ def test_reader_converts_units_once():
         raw_positions = handle[mol_id]["conformations"][:]
         raw_energy = handle[mol_id]["energy"]["ani2x"][:]
         raw_forces = handle[mol_id]["forces"]["ani2x"][:]
-    record = next(read_records(TRAIN_FILE, mol_ids=["capped_ALA"]))
+    record = next(read_records(TRAIN_FILE, label_preference=("ani2x", "gfn2"), mol_ids=["capped_ALA"]))
     assert record.label == "ani2x"
     assert np.allclose(record.positions, raw_positions * 0.1)
     assert np.allclose(record.energies, raw_energy * 4.184)
