@@ -8,6 +8,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
+import grappa_like
 from grappa_like.cli import main
 
 
@@ -97,3 +98,15 @@ def test_help_of_every_command_exits_0(capsys):
             main([command, "--help"])
         assert exit_info.value.code == 0
         assert "usage" in capsys.readouterr().out
+
+
+def test_version_has_one_source(capsys):
+    """``grappa-like --version`` prints the installed distribution's version, which pyproject takes from
+    ``grappa_like.__version__``: one place to change it."""
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"grappa-like {grappa_like.__version__}"
+    assert importlib.metadata.version("grappa_like") == grappa_like.__version__
