@@ -29,7 +29,10 @@ def default_model_path() -> str:
         return os.environ["GRAPPA_LIKE_MODEL"]
     from importlib.resources import files
 
-    return str(files("grappa_like.models") / DEFAULT_MODEL_NAME)
+    try:
+        return str(files("grappa_like.models") / DEFAULT_MODEL_NAME)
+    except ModuleNotFoundError:  # a source checkout on sys.path without installing: models/ beside the package
+        return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", DEFAULT_MODEL_NAME)
 
 
 class Model:
