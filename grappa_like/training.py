@@ -12,6 +12,7 @@ import contextlib
 import math
 import os
 import random
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -279,12 +280,23 @@ def optimizer_step(network, optimizer, loss) -> None:
 
 def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: TrainingConfig | None = None,
           checkpoint_path: str | None = None, label_preference=DEFAULT_LABEL_PREFERENCE,
-          max_molecules: int | None = None, progress: bool = True, log=print, device: str = "cpu") -> dict:
+          max_molecules: int | None = None, progress: bool = True, log=print, device: str = "cpu",
+          resume: str | None = None, stop_after_epochs: int | None = None,
+          stop_after_seconds: float | None = None) -> dict:
     """Train a model on QM files, save the best (by validation force RMSE) to ``out_path``; return its metrics.
 
     ``data_paths``: paths or ``FILE[:LABELS[:WEIGHT]]`` specs (:func:`grappa_like.data.parse_data_spec`);
-    a file's weight multiplies its molecules' loss terms. Resumes from ``checkpoint_path`` (default
-    ``out_path + '.ckpt'``) if that file exists.
+    a file's weight multiplies its molecules' loss terms.
+
+    Checkpoints: after every epoch the whole run state (network, optimizer, scheduler, epoch, best
+    weights and epoch, history, the Python/NumPy/torch(/CUDA) random states, and what the run was
+    started with) is written to ``checkpoint_path`` (default ``out_path + '.ckpt'``). The run
+    continues from ``resume`` when given (a missing file is an error), else from ``checkpoint_path``
+    if that file exists; a resumed run gives the same weights as one that was never stopped. A
+    checkpoint of another run (other data, split, labels or hyper-parameters other than ``epochs``
+    and ``patience``) is refused with :class:`~grappa_like.errors.TrainingSetupError`.
+    ``stop_after_epochs`` / ``stop_after_seconds``: end this call after that many epochs / once an
+    epoch ends past that wall time, leaving the checkpoint to resume from (for runs sliced into jobs).
 
     In an initialised ``torch.distributed`` process group of N ranks (``torchrun``, see
     :func:`distributed_from_environment`) every rank reads all data and takes every N-th molecule of
@@ -336,15 +348,22 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
                                                            eta_min=config.learning_rate / 50)
     state = {"epoch": 0, "best_force_rmse": float("inf"), "best_state": None, "best_epoch": -1, "history": []}
-    if os.path.exists(checkpoint_path):
-        checkpoint = torch.load(checkpoint_path, weights_only=False, map_location=device)
+    run_identity = _run_identity(config, specs, label_preference, max_molecules, train_examples, validation_ids)
+    if resume is not None and not os.path.exists(resume):
+        raise errors.TrainingSetupError(f"--resume {resume}: no such checkpoint")
+    resume_from = resume if resume is not None else (checkpoint_path if os.path.exists(checkpoint_path) else None)
+    if resume_from is not None:
+        checkpoint = torch.load(resume_from, weights_only=False, map_location=device)
+        _check_same_run(resume_from, checkpoint.get("run"), run_identity)
         network.load_state_dict(checkpoint["network"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
+        if scheduler.T_max != config.epochs:  # --epochs changed: the cosine runs over the new length from here
+            scheduler.T_max = config.epochs
         state = checkpoint["state"]
-        random.setstate(checkpoint["python_rng"])
-        torch.set_rng_state(checkpoint["torch_rng"].cpu())
-        log(f"resumed from {checkpoint_path} at epoch {state['epoch']}")
+        _set_random_states(checkpoint["random_states"] if "random_states" in checkpoint else
+                           {"python": checkpoint["python_rng"], "torch": checkpoint["torch_rng"]})
+        log(f"resumed from {resume_from} at epoch {state['epoch']}")
     else:
         random.seed(init_seed)
     tables = lj_tensors(lj_table, device)
@@ -354,7 +373,16 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
             network, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True)
 
     network.train()
+    started, epochs_this_call = time.monotonic(), 0
     while state["epoch"] < config.epochs and state["epoch"] - state["best_epoch"] <= config.patience:
+        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+            log(f"stopped after {epochs_this_call} epochs as asked; resume from {checkpoint_path}")
+            break
+        if stop_after_seconds is not None and epochs_this_call and time.monotonic() - started >= stop_after_seconds:
+            log(f"stopped after {time.monotonic() - started:.0f} s ({epochs_this_call} epochs) as asked; "
+                f"resume from {checkpoint_path}")
+            break
+        epochs_this_call += 1
         order = list(range(len(train_examples)))
         random.shuffle(order)
         sums = {}
@@ -382,13 +410,64 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
             if rank == 0:
                 _save_model(out_path, state, config, lj_table, validation_ids, specs, label_preference)
         if rank == 0:
-            checkpoint = {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "state": state, "python_rng": random.getstate(),
-                          "torch_rng": torch.get_rng_state()}
+            checkpoint = {"format": CHECKPOINT_FORMAT, "run": run_identity, "network": network.state_dict(),
+                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state,
+                          "random_states": _random_states()}
             atomic_write(checkpoint_path, lambda temporary: torch.save(checkpoint, temporary))
     if distributed:
         torch.distributed.barrier()  # the other ranks return once rank 0's files are written
     return state
+
+
+CHECKPOINT_FORMAT = 2  # 1: the first checkpoints (no run identity, Python + torch random states only)
+# hyper-parameters that may change between a run and its resumption: they only decide when it ends
+# (a changed ``epochs`` also stretches the cosine schedule from the resumed epoch on)
+RESUMABLE_CHANGES = ("epochs", "patience")
+
+
+def _run_identity(config, specs, label_preference, max_molecules, train_examples, validation_ids) -> dict:
+    """What a checkpoint must agree on to be resumed: hyper-parameters, data files, labels, split."""
+    return {
+        "config": {k: v for k, v in vars(config).items() if k not in RESUMABLE_CHANGES},
+        "files": [(os.path.basename(spec.path), list(spec.labels) if spec.labels else None, spec.weight)
+                  for spec in specs],
+        "label_preference": list(label_preference),
+        "max_molecules": max_molecules,
+        "training_molecules": sorted(e.record.mol_id for e in train_examples),
+        "validation_molecules": sorted(validation_ids),
+    }
+
+
+def _check_same_run(path: str, saved: dict | None, current: dict) -> None:
+    """Refuse a checkpoint of another run, naming what differs (checkpoints without an identity pass)."""
+    if saved is None:
+        return
+    differing = sorted(key for key in current if saved.get(key) != current[key])
+    if "config" in differing:
+        differing.remove("config")
+        differing = sorted(differing + [f"config.{key}" for key in set(saved["config"]) | set(current["config"])
+                                        if saved["config"].get(key) != current["config"].get(key)])
+    if differing:
+        raise errors.TrainingSetupError(
+            f"{path} is the checkpoint of another run: {', '.join(differing)} differ; give the same data and "
+            "options as that run (only --epochs and --patience may change), or another --out")
+
+
+def _random_states() -> dict:
+    """The random states a training run draws from (Python's for the batch order, NumPy's, torch's, CUDA's)."""
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_random_states(states: dict) -> None:
+    random.setstate(states["python"])
+    if "numpy" in states:
+        np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"].cpu())
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
 
 
 def _save_model(out_path, state, config, lj_table, validation_ids, specs, label_preference):

@@ -260,3 +260,51 @@ def test_charges_learn_from_forces_only_when_asked():
                                 if p.grad is not None)
     assert gradients[False] == 0
     assert gradients[True] > 0  # (its last layer starts at zero, so only that layer has a gradient at first)
+
+
+@needs_data
+@pytest.mark.skipif(not _has_gaff2(), reason="AmberTools' gaff2.dat not installed")
+def test_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    """2 epochs in one go vs 1 epoch, a stop, and ``--resume`` for the second: identical weights, best state, history."""
+    import shutil
+
+    from grappa_like.cli import main
+
+    small = {"width": 16, "n_layers": 1, "head_hidden": 16, "attention_heads": 2}
+    config = TrainingConfig(epochs=2, batch_molecules=3, model=small)
+    straight = str(tmp_path / "straight.npz")
+    train([TRAIN_FILE], straight, read_gaff2_lj_table(), config, max_molecules=8, progress=False, log=lambda line: None)
+
+    first = str(tmp_path / "first.npz")
+    logs = []
+    state = train([TRAIN_FILE], first, read_gaff2_lj_table(), config, max_molecules=8, progress=False,
+                  log=logs.append, stop_after_epochs=1)
+    assert state["epoch"] == 1 and any("stopped after 1 epochs" in line for line in logs)
+    saved = str(tmp_path / "after-epoch-1.ckpt")   # resume from a copy, into another --out, through the CLI
+    shutil.copy(first + ".ckpt", saved)
+    resumed = str(tmp_path / "resumed.npz")
+    arguments = ["train", "--data", TRAIN_FILE, "--out", resumed, "--epochs", "2", "--batch-molecules", "3",
+                 "--max-molecules", "8", "--model-config", json.dumps(small), "--no-progress"]
+    assert main(arguments + ["--resume", saved]) == 0
+
+    a, b = torch.load(straight + ".ckpt", weights_only=False), torch.load(resumed + ".ckpt", weights_only=False)
+    assert a["state"]["epoch"] == b["state"]["epoch"] == 2
+    for name, value in a["network"].items():
+        assert torch.equal(value, b["network"][name]), name
+    for name, value in a["state"]["best_state"].items():
+        assert torch.equal(value, b["state"]["best_state"][name]), name
+    assert a["state"]["history"] == b["state"]["history"]
+    straight_weights, resumed_weights = model_file.load(straight)["state_dict"], model_file.load(resumed)["state_dict"]
+    assert all(np.array_equal(straight_weights[name], resumed_weights[name]) for name in straight_weights)
+    assert main(arguments + ["--resume", str(tmp_path / "missing.ckpt")]) == 2   # refused before reading data
+
+
+def test_checkpoint_of_another_run_is_refused_naming_the_difference():
+    from grappa_like.training import _check_same_run
+
+    run = {"config": {"learning_rate": 5e-4, "seed": 1}, "files": [("a.h5", None, 1.0)], "validation_molecules": ["m1"]}
+    _check_same_run("x.ckpt", run, run)
+    _check_same_run("x.ckpt", None, run)   # format-1 checkpoints carry no identity
+    other = {**run, "config": {"learning_rate": 1e-3, "seed": 1}, "validation_molecules": ["m2"]}
+    with pytest.raises(errors.TrainingSetupError, match="config.learning_rate, validation_molecules differ"):
+        _check_same_run("x.ckpt", other, run)

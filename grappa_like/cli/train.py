@@ -14,7 +14,9 @@ def add_parser(subparsers) -> None:
         "train", help="train a model on QM HDF5 files",
         description="Train a grappa_like model on QM data (grappa_like-qm-v1 HDF5, SPICE HDF5 or Grappa npz). "
                     "The best model (lowest validation force RMSE) is written to --out whenever it improves; a "
-                    "checkpoint <out>.ckpt is written every epoch and the run resumes from it when started again. "
+                    "checkpoint <out>.ckpt (network, optimizer, schedule, random states, best weights, history) is "
+                    "written every epoch: after a stop, run the same command again (or add --resume CHECKPOINT) and "
+                    "the run continues to the same weights it would have reached without the stop. "
                     "Under torchrun --nproc_per_node=N the N processes share each mini-batch (DistributedDataParallel, "
                     "gloo on CPU, NCCL with --device cuda: one GPU per process) and give the loss curve of one process; only "
                     "rank 0 writes files and logs.")
@@ -59,6 +61,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--device", default="cpu",
                         help="cpu (default) or cuda / cuda:N; under torchrun, cuda is the GPU of each process's "
                              "LOCAL_RANK")
+    parser.add_argument("--resume", default=None, metavar="CHECKPOINT",
+                        help="continue the run saved in CHECKPOINT (a <out>.ckpt file; default: <out>.ckpt when it "
+                             "exists). Give the same data and options as the run that wrote it; only --epochs and "
+                             "--patience may change (a changed --epochs re-times the cosine schedule from there on)")
+    parser.add_argument("--stop-after-epochs", type=int, default=None, metavar="N",
+                        help="end this call after N epochs, leaving the checkpoint to resume from (default: run to "
+                             "the end)")
+    parser.add_argument("--stop-after-minutes", type=float, default=None, metavar="MIN",
+                        help="end this call after the first epoch that finishes past MIN minutes of wall time, "
+                             "leaving the checkpoint (for runs sliced into time-limited jobs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -75,6 +87,9 @@ def run(args) -> int:
     except ValueError as error:
         logging.getLogger("grappa_like.train").error(f"error: {error}")
         return 2
+    if args.resume is not None and not os.path.exists(args.resume):
+        logging.getLogger("grappa_like.train").error(f"error: --resume {args.resume}: no such checkpoint")
+        return 2
     if args.threads:
         import torch
 
@@ -89,11 +104,16 @@ def run(args) -> int:
         with distributed_from_environment(args.device):
             state = train(specs, args.out, read_gaff2_lj_table(args.gaff2_dat), config,
                           label_preference=label_preference, max_molecules=args.max_molecules,
-                          progress=not args.no_progress, log=log, device=args.device)
+                          progress=not args.no_progress, log=log, device=args.device, resume=args.resume,
+                          stop_after_epochs=args.stop_after_epochs,
+                          stop_after_seconds=None if args.stop_after_minutes is None else 60 * args.stop_after_minutes)
     except (errors.DataFileError, errors.TrainingSetupError) as error:
         logging.getLogger("grappa_like.train").error(f"error: {error}")
         return 2
     if os.environ.get("RANK", "0") != "0":
+        return 0
+    if state["best_state"] is None:
+        log(f"stopped before the first epoch ended; nothing written to {os.path.abspath(args.out)}")
         return 0
     log(f"best validation force RMSE {state['best_force_rmse']:.3f} kcal/mol/Å at epoch {state['best_epoch']}; "
         f"model written to {os.path.abspath(args.out)}")
