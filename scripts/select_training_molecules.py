@@ -14,7 +14,10 @@ commit ``766b478fde816ea014c713f380b73e87cd780da8``).
 
 Rules: largest fragment of a salt, elements H C N O F P S Cl Br I, 3-60 heavy atoms, no radicals,
 |total charge| <= 2, readable by grappa_like. Molecules already in the training data or in any
-benchmark set (``../shared/benchmarks``) are excluded by canonical SMILES without stereo. Charged
+benchmark set (``../shared/benchmarks``) are excluded by canonical SMILES without stereo, and every
+molecule whose standard InChIKey starts with a connectivity block (first 14 characters) listed in
+``../shared/data/held-out-inchikeys.txt`` (molecules held out for independent evaluation; the block
+ignores stereo and protonation, so their stereoisomers and charged forms go too). Charged
 forms are added by one rule per molecule (first carboxylic acid -> carboxylate, else first
 aliphatic amine -> ammonium), as in train-v0. Selection: quotas (large, P/Br/I, charged) filled
 first by MaxMin picking on Morgan fingerprints (radius 2, 2048 bits), the rest by MaxMin over
@@ -45,8 +48,10 @@ ALIPHATIC_AMINE = Chem.MolFromSmarts("[NX3;H2,H1,H0;!$(N-[a]);!$(N-C=[O,S,N]);!$
 
 
 def canonical_key(mol: Chem.Mol) -> str:
-    """Canonical SMILES without stereo or hydrogens: the key for overlap checks."""
+    """Canonical SMILES without stereo, hydrogens or atom map numbers: the key for overlap checks."""
     mol = Chem.RemoveHs(mol)
+    for atom in mol.GetAtoms():
+        atom.SetAtomMapNum(0)  # the data files store mapped SMILES; unmapped keys are what candidates have
     return Chem.MolToSmiles(mol, isomericSmiles=False)
 
 
@@ -62,6 +67,30 @@ def excluded_keys(paths) -> set[str]:
                 if mol is not None:
                     keys.add(canonical_key(mol))
     return keys
+
+
+def held_out_blocks(path) -> set[str]:
+    """First 14 characters (the connectivity block) of every InChIKey in ``path`` (``#`` comments skipped)."""
+    blocks = set()
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        text = line.split("#", 1)[0].strip()
+        if text:
+            blocks.add(text.split()[0][:14].upper())
+    return blocks
+
+
+def inchikey_block(mol: Chem.Mol) -> str:
+    """Connectivity block (first 14 characters) of the standard InChIKey of ``mol``; "" if InChI fails."""
+    try:
+        key = Chem.MolToInchiKey(mol)
+    except Exception:  # noqa: BLE001 - InChI failures are rare and only mean "no key"
+        return ""
+    return key[:14] if key else ""
+
+
+def is_held_out(mol: Chem.Mol, blocks: set[str]) -> bool:
+    """True when ``mol``'s InChIKey connectivity block is one of the held-out ``blocks``."""
+    return bool(blocks) and inchikey_block(mol) in blocks
 
 
 def clean(smiles: str) -> Chem.Mol | None:
@@ -130,8 +159,9 @@ def maxmin_pick(candidates: list, count: int, seed: int) -> list:
     return [candidates[i] for i in picked]
 
 
-def read_candidates(paths, excluded: set[str]) -> list[dict]:
-    """Cleaned, de-duplicated candidates (with one rule-ionized form per neutral molecule)."""
+def read_candidates(paths, excluded: set[str], held_out: set[str] = frozenset()) -> list[dict]:
+    """Cleaned, de-duplicated candidates (with one rule-ionized form per neutral molecule), none of them
+    in ``excluded`` (canonical keys) or with an InChIKey block in ``held_out``."""
     seen = set(excluded)
     candidates = []
 
@@ -140,6 +170,8 @@ def read_candidates(paths, excluded: set[str]) -> list[dict]:
         if key in seen:
             return
         seen.add(key)
+        if is_held_out(mol, held_out):
+            return
         candidates.append({"mol": mol, "smiles": Chem.MolToSmiles(mol), "source": source, "key": key})
 
     for path in paths:
@@ -200,13 +232,16 @@ def main(argv=None) -> int:
     parser.add_argument("--pbri-only-from", nargs="*", default=["tox21"],
                         help="CSV stems whose molecules only fill the P/Br/I quota (default: tox21, which is "
                              "mostly industrial chemicals)")
+    parser.add_argument("--held-out", default="../shared/data/held-out-inchikeys.txt",
+                        help="InChIKeys of molecules held out for independent evaluation; molecules whose key's "
+                             "first 14 characters are listed are never picked (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=20261125)
     args = parser.parse_args(argv)
 
     exclude = args.exclude if args.exclude is not None else sorted(
         glob.glob("../shared/data/*.h5") + glob.glob("../shared/benchmarks/*.h5"))
     excluded = excluded_keys(exclude)
-    candidates = read_candidates(args.csv_files, excluded)
+    candidates = read_candidates(args.csv_files, excluded, held_out_blocks(args.held_out))
     chosen = select(candidates, args.total, {"large": args.large, "pbri": args.pbri, "charged": args.charged},
                     args.seed, frozenset(args.pbri_only_from))
     out = Path(args.output)
