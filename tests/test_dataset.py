@@ -633,3 +633,12 @@ def test_label_preference_per_family(tmp_path):
         "pep": "gfn2", "drug": "ani2x", "pep_ani": "ani2x"}
     with pytest.raises(ValueError, match="SUBSETS=LABEL"):
         parse_data_spec("x.h5:dipeptide=")
+
+
+def test_a_labeler_failure_while_sampling_normal_modes_is_recorded():
+    labeler = _FlakyLabeler()  # fails on its third call: inside the labeler minimisation
+    task = MoleculeTask("methane", "methane", mapped_smiles(_mol("C")))
+    recipe = ConformerRecipe(conformations=1, torsion_points=0, normal_mode_conformations=2)
+    group = build_molecule(task, BuildSettings(labeler=_FlakySpec("gfn2"), recipe=recipe, am1bcc=False), labeler)
+    assert "SCF not converged (on purpose)" in group["attrs"]["normal_modes_omitted"]
+    assert group["attrs"]["conformation_kinds"] == "min"
