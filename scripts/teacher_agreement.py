@@ -5,8 +5,11 @@ the molecules of a model's validation split): force-component RMS difference, RM
 energies mean-centred per molecule, and the same for the relative energies of the MMFF94 minima
 (rows of kind ``min``, each label relative to its own lowest minimum), which is what conformer-
 energy sets measure. It says where the choice of teacher matters, not which teacher is right.
+``--model-errors`` adds the model's force and energy RMSE against each teacher on the same
+molecules (:func:`grappa_like.evaluation.evaluate_records`), i.e. which teacher it follows.
 
-Usage: python scripts/teacher_agreement.py ../shared/data/train-v0.h5 [--all] [--model PATH] [--output FILE]
+Usage: python scripts/teacher_agreement.py ../shared/data/train-v0.h5 [--all] [--model PATH] [--model-errors]
+           [--output FILE]
 """
 
 from __future__ import annotations
@@ -44,13 +47,17 @@ def main(argv=None) -> int:
     parser.add_argument("files", nargs="+", help="grappa_like-qm-v1 files")
     parser.add_argument("--all", action="store_true", help="every molecule, not only a model's validation split")
     parser.add_argument("--model", default=None, help="model whose validation split is used (default: shipped)")
+    parser.add_argument("--model-errors", action="store_true", help="also the model's RMSE against each teacher")
     parser.add_argument("--output", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
-    wanted = None
-    if not args.all:
+    model, wanted = None, None
+    if args.model_errors or not args.all:
         import grappa_like
 
-        wanted = set(grappa_like.load_model(args.model).metadata["validation_molecules"])
+        model = grappa_like.load_model(args.model)
+    if not args.all:
+        wanted = set(model.metadata["validation_molecules"])
+    compared = defaultdict(list)  # path -> mol ids with both labels
     forces, energies, minima, counts = (defaultdict(list) for _ in range(4))
     for path in args.files:
         with h5py.File(path, "r") as handle:
@@ -58,6 +65,7 @@ def main(argv=None) -> int:
                 if (wanted is not None and mol_id not in wanted) or not set(TEACHERS) <= set(group["energy"]):
                     continue
                 subset = str(group.attrs.get("subset", ""))
+                compared[path].append(mol_id)
                 counts[subset].append(len(group["energy"]["gfn2"]))
                 forces[subset].append(group["forces"]["ani2x"][:] - group["forces"]["gfn2"][:])
                 centred = {label: group["energy"][label][:] - group["energy"][label][:].mean() for label in TEACHERS}
@@ -70,8 +78,31 @@ def main(argv=None) -> int:
     for subset in sorted(counts):
         lines.append(f"| {subset} | {len(counts[subset])} | {sum(counts[subset])} | {rms(forces[subset]):.2f} | "
                      f"{rms(energies[subset]):.2f} | {rms(minima[subset]):.2f} |")
+    if args.model_errors:
+        lines += ["", model_error_table(model, compared)]
     publish(lines, args.output)
     return 0
+
+
+def model_error_table(model, compared: dict) -> str:
+    """Markdown table: the model's force / energy RMSE against each teacher, per subset, on the compared molecules."""
+    from grappa_like.data import read_records
+    from grappa_like.evaluation import evaluate_records, pooled
+
+    summaries = {}  # "subset/label/path" -> {"grappa_like": summary}
+    for label in TEACHERS:
+        for path, mol_ids in compared.items():
+            result = evaluate_records(list(read_records(path, (label,), mol_ids=mol_ids)), model)
+            summaries.update({f"{group}/{path}": methods for group, methods in result["groups"].items()})
+    rows = [f"Model {os.path.basename(model.path)} against each teacher (force RMSE kcal/mol/A / energy RMSE kcal/mol)",
+            "", "| subset | " + " | ".join(f"vs {label}" for label in TEACHERS) + " |", "|---|" + "---|" * len(TEACHERS)]
+    for subset in sorted({key.split("/")[0] for key in summaries}):
+        cells = []
+        for label in TEACHERS:
+            summary = pooled(summaries, "grappa_like", key_filter=lambda key, prefix=f"{subset}/{label}/": key.startswith(prefix))
+            cells.append(f"{summary['force_rmse']:.2f} / {summary['energy_rmse']:.2f}")
+        rows.append(f"| {subset} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
