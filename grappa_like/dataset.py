@@ -105,7 +105,7 @@ class ConformerRecipe:
     min_distance: float = 0.6          # Å; rows with a closer atom pair are dropped before labelling
     # Added after the v1 builds: at their defaults they change nothing and are left out of the
     # recorded settings (:meth:`settings_dict`), so old parts folders resume and old files compare equal.
-    md_temperatures: tuple = ()        # K; when given, one MD trajectory per temperature (from minima 1, 2, ... in turn)
+    md_temperatures: tuple = ()        # K; if given, one MD trajectory per temperature, from minima 1, 2, ...
     etkdg_conformations: int = 0       # unminimised ETKDGv3 conformers added (own embedding, no pruning)
     conjugated_torsions: int = 0       # extra drives of CONJUGATED_BOND_CLASSES bonds not driven already
     normal_mode_conformations: int = 0  # samples around the labeler's own minimum (neutral molecules)

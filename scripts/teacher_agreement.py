@@ -72,8 +72,10 @@ def main(argv=None) -> int:
                 energies[subset].append(centred["ani2x"] - centred["gfn2"])
                 minima[subset].append(minima_energies(group, "ani2x") - minima_energies(group, "gfn2"))
     scope = "all molecules" if args.all else "validation split of the model"
-    lines = [f"ANI-2x vs GFN2-xTB per subset ({scope}; {', '.join(map(os.path.basename, args.files))}); kcal/mol(/A)", "",
-             "| subset | molecules | conformations | force RMS diff | centred energy RMS diff | minima rel. energy RMS diff |",
+    files = ", ".join(map(os.path.basename, args.files))
+    lines = [f"ANI-2x vs GFN2-xTB per subset ({scope}; {files}); kcal/mol(/A)", "",
+             "| subset | molecules | conformations | force RMS diff | centred energy RMS diff "
+             "| minima rel. energy RMS diff |",
              "|---|---|---|---|---|---|"]
     for subset in sorted(counts):
         lines.append(f"| {subset} | {len(counts[subset])} | {sum(counts[subset])} | {rms(forces[subset]):.2f} | "
@@ -95,11 +97,13 @@ def model_error_table(model, compared: dict) -> str:
             result = evaluate_records(list(read_records(path, (label,), mol_ids=mol_ids)), model)
             summaries.update({f"{group}/{path}": methods for group, methods in result["groups"].items()})
     rows = [f"Model {os.path.basename(model.path)} against each teacher (force RMSE kcal/mol/A / energy RMSE kcal/mol)",
-            "", "| subset | " + " | ".join(f"vs {label}" for label in TEACHERS) + " |", "|---|" + "---|" * len(TEACHERS)]
+            "", "| subset | " + " | ".join(f"vs {label}" for label in TEACHERS) + " |",
+            "|---|" + "---|" * len(TEACHERS)]
     for subset in sorted({key.split("/")[0] for key in summaries}):
         cells = []
         for label in TEACHERS:
-            summary = pooled(summaries, "grappa_like", key_filter=lambda key, prefix=f"{subset}/{label}/": key.startswith(prefix))
+            prefix = f"{subset}/{label}/"
+            summary = pooled(summaries, "grappa_like", key_filter=lambda key, prefix=prefix: key.startswith(prefix))
             cells.append(f"{summary['force_rmse']:.2f} / {summary['energy_rmse']:.2f}")
         rows.append(f"| {subset} | " + " | ".join(cells) + " |")
     return "\n".join(rows)

@@ -6,7 +6,8 @@ import json
 import logging
 import os
 
-DEFAULT_LABELS = "capped_residue=gfn2/ani2x,*peptide*=gfn2/ani2x,ani2x,gfn2"  # grappa_like.data.DEFAULT_LABEL_PREFERENCE
+# grappa_like.data.DEFAULT_LABEL_PREFERENCE, as text (importing grappa_like.data here would slow every command)
+DEFAULT_LABELS = "capped_residue=gfn2/ani2x,*peptide*=gfn2/ani2x,ani2x,gfn2"
 
 
 def add_parser(subparsers) -> None:
