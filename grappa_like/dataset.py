@@ -433,8 +433,8 @@ def relax_on_surface(positions: np.ndarray, energy_and_forces, max_steps: int = 
 def finite_difference_hessian(positions: np.ndarray, forces_of_batch, step: float = 0.005) -> np.ndarray:
     """(3N, 3N) Hessian (kcal/mol/Å²) by central differences of forces (kcal/mol/Å), symmetrised.
 
-    ``forces_of_batch(conformations (K, N, 3) Å) -> forces (K, N, 3)``: the 6N displaced geometries
-    go in one call, so a batched labeler (ANI-2x) evaluates them together.
+    ``forces_of_batch(conformations (K, N, 3) Å) -> forces (K, N, 3)`` gets all 6N displaced
+    geometries at once, so a batched labeler (ANI-2x) can evaluate them together.
     """
     x = np.asarray(positions, dtype=np.float64).ravel()
     displaced = np.repeat(x[None], 2 * len(x), axis=0)
@@ -570,14 +570,22 @@ class _LabelerSurface:
     def __call__(self, positions):
         return self.labeler.single_point(self.atomic_numbers, positions, self.total_charge)
 
-    def forces_of_batch(self, conformations):
-        """Forces (K, N, 3) of K conformations in one labeler call; LabelerFailedError if any row fails."""
-        _, forces, failures = self.labeler.energies_and_forces(self.atomic_numbers, conformations, self.total_charge)
-        if failures:
-            row, reason = next(iter(failures.items()))
-            raise LabelerFailedError(f"{len(failures)} of {len(conformations)} displaced geometries failed "
-                                     f"(first, row {row}: {reason})")
-        return forces
+    def forces_of_batch(self, conformations, chunk: int = 32):
+        """Forces (K, N, 3) of K conformations, ``chunk`` per labeler call; LabelerFailedError if any row fails.
+
+        Chunks bound the memory of a batched labeler: ANI-2x took 5.3 GB for the 444 displaced
+        geometries of a 74-atom molecule in one call.
+        """
+        forces = []
+        for first in range(0, len(conformations), chunk):
+            _, part, failures = self.labeler.energies_and_forces(
+                self.atomic_numbers, conformations[first:first + chunk], self.total_charge)
+            if failures:
+                row, reason = next(iter(failures.items()))
+                raise LabelerFailedError(f"{len(failures)} displaced geometries failed (first, row {first + row}: "
+                                         f"{reason})")
+            forces.append(part)
+        return np.concatenate(forces)
 
 
 def labeler_normal_mode_rows(start: np.ndarray, masses: np.ndarray, surface, recipe: ConformerRecipe, seed: int):
