@@ -642,3 +642,13 @@ def test_a_labeler_failure_while_sampling_normal_modes_is_recorded():
     group = build_molecule(task, BuildSettings(labeler=_FlakySpec("gfn2"), recipe=recipe, am1bcc=False), labeler)
     assert "SCF not converged (on purpose)" in group["attrs"]["normal_modes_omitted"]
     assert group["attrs"]["conformation_kinds"] == "min"
+
+
+def test_labeler_surface_batches_keep_the_row_order():
+    from grappa_like.dataset import _LabelerSurface
+
+    labeler = _HarmonicSpec("gfn2").make()
+    surface = _LabelerSurface(labeler, np.array([6, 1]), 0)
+    conformations = np.random.default_rng(1).normal(size=(7, 2, 3))
+    expected = np.array([_harmonic(p)[1] for p in conformations])
+    np.testing.assert_array_equal(surface.forces_of_batch(conformations, chunk=3), expected)
