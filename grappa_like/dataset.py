@@ -984,8 +984,14 @@ def read_inputs(path: str) -> tuple[list[MoleculeTask], list[tuple[str, str, str
 
 
 def build_dataset(input_path: str, out_path: str, settings: BuildSettings, workers: int = 1,
-                  source: str | None = None, retry_failed: bool = False, progress: bool = True) -> BuildReport:
+                  source: str | None = None, retry_failed: bool = False, progress: bool = True,
+                  client=None) -> BuildReport:
     """Build ``out_path`` from the molecules of ``input_path``; resumes from ``<out>.parts/``; returns a report.
+
+    ``client``: a ``distributed.Client``; each molecule is then built on a Dask worker (which needs
+    grappa_like and the labeler installed, not this disk) and sent back; this process alone writes
+    the parts, so resuming works as with ``workers``. The per-molecule time limit needs SIGALRM in
+    a process's main thread and does not apply on Dask workers.
 
     Raises DatasetBuildError when it cannot run (settings differ from the existing parts', folder
     locked, nothing could be built) and MissingDependencyError when the labeler cannot be made.
@@ -1023,7 +1029,9 @@ def build_dataset(input_path: str, out_path: str, settings: BuildSettings, worke
                  f"{len(todo)} to build; " + "; ".join(f"{label}: {level}" for label, level in levels.items()))
         bar = tqdm(total=len(todo), desc="molecules", unit="mol", disable=not progress)
         try:
-            for outcome in _outcomes(todo, settings, parts.path, attrs, labelers, workers):
+            outcomes = (_dask_outcomes(todo, settings, parts.path, attrs, client) if client is not None
+                        else _outcomes(todo, settings, parts.path, attrs, labelers, workers))
+            for outcome in outcomes:
                 if outcome[0] == "done":
                     report.computed.append(outcome[1])
                     if outcome[3]:
@@ -1062,6 +1070,43 @@ def _up_to_date(out_path: str, finished: list[tuple[str, str]], attrs: dict) -> 
             return same_attrs and set(handle.keys()) == {mol_id for mol_id, _ in finished}
     except Exception:  # unreadable: assemble again
         return False
+
+
+_DASK_LABELERS: dict = {}
+
+
+def _build_on_dask_worker(task: MoleculeTask, settings: BuildSettings) -> tuple:
+    """Dask task: ("built", mol_id, group) or ("failed", failure tuple); the labelers are made once per worker."""
+    key = repr((settings.labeler, settings.extra_labelers, settings.label))
+    if key not in _DASK_LABELERS:
+        limit_threads(1)
+        _DASK_LABELERS[key] = settings.make_labelers()
+    try:
+        return "built", task.mol_id, build_molecule(task, settings, _DASK_LABELERS[key])
+    except Exception as error:  # one molecule's failure never stops the batch
+        return "failed", (task.mol_id, task.smiles, type(error).__name__, _one_line(error))
+
+
+def _dask_outcomes(todo, settings, parts_path, attrs, client):
+    """Yield the outcome of every task built on ``client``'s workers; parts are written here as they arrive."""
+    from distributed import as_completed
+
+    futures = {client.submit(_build_on_dask_worker, task, settings, pure=False): task for task in todo}
+    for future in as_completed(futures):
+        task = futures.pop(future)
+        try:
+            result = future.result()
+        except Exception as error:  # the worker died or the task was lost: retried by the next run
+            yield "lost", (task.mol_id, task.smiles, type(error).__name__, _one_line(error))
+            continue
+        finally:
+            future.release()
+        if result[0] == "built":
+            group = result[2]
+            write_part(os.path.join(parts_path, f"{task.mol_id}.h5"), task.mol_id, group, attrs)
+            yield "done", task.mol_id, group["attrs"]["build_seconds"], group["attrs"].get("dropped_conformations")
+        else:
+            yield result
 
 
 def _outcomes(todo, settings, parts_path, attrs, labelers, workers: int):

@@ -652,3 +652,46 @@ def test_labeler_surface_batches_keep_the_row_order():
     conformations = np.random.default_rng(1).normal(size=(7, 2, 3))
     expected = np.array([_harmonic(p)[1] for p in conformations])
     np.testing.assert_array_equal(surface.forces_of_batch(conformations, chunk=3), expected)
+
+
+@dataclass(frozen=True)
+class _HarmonicSpec(LabelerSpec):
+    """A LabelerSpec whose labeler never fails: a harmonic well around the centroid."""
+
+    def make(self):
+        return _HarmonicLabeler()
+
+
+class _HarmonicLabeler(_FlakyLabeler):
+    def check(self, atomic_numbers, total_charge, formal_charges=None, bonds=()):
+        pass
+
+    def single_point(self, atomic_numbers, positions, total_charge):
+        return _harmonic(positions)
+
+
+def _datasets(path) -> dict:
+    with h5py.File(path, "r") as handle:
+        found = {}
+        handle.visititems(lambda name, item: found.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
+        return found
+
+
+def test_build_on_a_dask_cluster_equals_the_local_build_and_resumes(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    smiles_file = tmp_path / "in.smi"
+    smiles_file.write_text("CCO ethanol\nCC(=O)N acetamide\nC1CC1 cyclopropane\n")
+    settings = BuildSettings(labeler=_HarmonicSpec("gfn2"), recipe=ConformerRecipe(conformations=3, torsion_points=4),
+                             am1bcc=False)
+    local = build_dataset(str(smiles_file), str(tmp_path / "local.h5"), settings, progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        remote = build_dataset(str(smiles_file), str(tmp_path / "dask.h5"), settings, client=client, progress=False)
+        assert sorted(remote.computed) == sorted(local.computed) == ["acetamide", "cyclopropane", "ethanol"]
+        ours, theirs = _datasets(tmp_path / "local.h5"), _datasets(tmp_path / "dask.h5")
+        assert ours.keys() == theirs.keys()
+        for name in ours:
+            np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+        os.remove(tmp_path / "dask.h5.parts" / "ethanol.h5")  # as if the run had stopped before ethanol
+        again = build_dataset(str(smiles_file), str(tmp_path / "dask.h5"), settings, client=client, progress=False)
+        assert again.computed == ["ethanol"]

@@ -94,9 +94,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--molecule-timeout", type=float, default=1800.0,
                         help="seconds of wall time allowed per molecule; a molecule over it fails with "
                              "MoleculeTimeoutError and the build goes on (default 1800; 0: no limit)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes, one thread each (default 1: everything in this process, with "
-                             "OMP_NUM_THREADS threads, 1 unless set)")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, default=1,
+                         help="worker processes, one thread each (default 1: everything in this process, with "
+                              "OMP_NUM_THREADS threads, 1 unless set)")
+    cluster.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                         help="build on an existing Dask cluster (dask scheduler / dask worker, or dask-jobqueue); "
+                              "the workers need grappa_like and the labeler installed, not this disk: molecules come "
+                              "back to this process, which writes the parts, so a rerun resumes as usual")
     parser.add_argument("--retry-failed", action="store_true",
                         help="build again the molecules that failed in an earlier run (default: keep their failure)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -148,10 +153,17 @@ def run(args) -> int:
                              molecule_timeout_s=args.molecule_timeout)
     output_folder = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(output_folder, exist_ok=True)
+    options = dict(source=args.source, retry_failed=args.retry_failed,
+                   progress=not args.no_progress and sys.stderr.isatty())
     try:
-        report = build_dataset(args.smiles_file, args.output, settings, workers=args.workers, source=args.source,
-                               retry_failed=args.retry_failed, progress=not args.no_progress and sys.stderr.isatty())
-    except (DatasetBuildError, errors.MissingDependencyError, ValueError) as error:
+        if args.scheduler:
+            from grappa_like.cluster import connect
+
+            with connect(scheduler=args.scheduler) as client:
+                report = build_dataset(args.smiles_file, args.output, settings, client=client, **options)
+        else:
+            report = build_dataset(args.smiles_file, args.output, settings, workers=args.workers, **options)
+    except (DatasetBuildError, errors.MissingDependencyError, ValueError, OSError) as error:
         log.error(f"error: {error}")
         return 2
     log.info(f"{len(report.written)} molecules in {report.out_path} ({len(report.computed)} built in this run), "
