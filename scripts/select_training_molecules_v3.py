@@ -36,6 +36,10 @@ Excluded:
   ``../shared/data/held-out-inchikeys.txt`` (held out for independent evaluation; the rule also
   removes stereoisomers and other protonation states).
 
+Stereo: a picked molecule with unspecified ring stereocentres whose first enumerated stereoisomer
+(the builder's choice) cannot be embedded gets a stereoisomer that can (``feasible_stereo``); the
+few without any are dropped.
+
 Selection (seeded; Morgan fingerprints radius 2, 2048 bits): all enumerated members first; then,
 per family (``FAMILIES``: SMARTS tags), ``--family-quota`` MaxMin picks from the public lists; then the quotas of large (> 35 heavy atoms), P/Br/I and charged molecules; then MaxMin over
 the rest of the drug-like pool up to ``--total``.
@@ -55,7 +59,8 @@ from collections import Counter
 from pathlib import Path
 
 from rdkit import Chem, RDLogger
-from rdkit.Chem import rdMolDescriptors
+from rdkit.Chem import AllChem, rdMolDescriptors
+from rdkit.Chem.EnumerateStereoisomers import EnumerateStereoisomers, StereoEnumerationOptions
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -337,6 +342,54 @@ def select(pool: list[dict], enumerated: list[dict], total: int, family_quota: d
     return chosen
 
 
+def _embeds(mol: Chem.Mol, seed: int, timeout: float, enforce_chirality: bool = True) -> Chem.Mol | None:
+    """``mol`` with hydrogens and one ETKDGv3 conformer, or None when none comes within ``timeout`` seconds."""
+    parameters = AllChem.ETKDGv3()
+    parameters.randomSeed = seed
+    parameters.timeout = max(1, round(timeout))
+    parameters.enforceChirality = enforce_chirality
+    with_h = Chem.AddHs(mol)
+    return with_h if AllChem.EmbedMolecule(with_h, parameters) == 0 else None
+
+
+def feasible_stereo(mol: Chem.Mol, seed: int = 1, timeout: float = 2.0) -> tuple[Chem.Mol | None, str]:
+    """``mol`` with a stereoisomer that exists in 3D: (molecule, what was done), (None, why) if none is found.
+
+    The dataset builder fixes unspecified stereo to the *first* stereoisomer RDKit enumerates; for
+    bridged polycycles that isomer often cannot exist (ETKDG then retries for many minutes inside
+    one C++ call, past the builder's molecule timeout). A molecule with unspecified ring stereocentres
+    whose first isomer does not embed within ``timeout`` s gets the stereo of an embedding made
+    without chirality constraints (assigned from its 3D structure) instead, checked to embed.
+    """
+    unspecified = [info for info in Chem.FindPotentialStereo(mol) if info.specified == Chem.StereoSpecified.Unspecified]
+    if not any(info.type == Chem.StereoType.Atom_Tetrahedral and mol.GetAtomWithIdx(info.centeredOn).IsInRing()
+               for info in unspecified):
+        return mol, "as given"
+    options = StereoEnumerationOptions(onlyUnassigned=True, tryEmbedding=False, unique=True)
+    first = next(iter(EnumerateStereoisomers(Chem.Mol(mol), options=options)), mol)
+    if _embeds(first, seed, timeout) is not None:
+        return mol, "as given"
+    free = _embeds(mol, seed, 4 * timeout, enforce_chirality=False)
+    if free is None:
+        return None, "no 3D structure without chirality constraints either"
+    Chem.AssignStereochemistryFrom3D(free)
+    fixed = Chem.MolFromSmiles(Chem.MolToSmiles(Chem.RemoveHs(free)))
+    if fixed is None or _embeds(fixed, seed, timeout) is None:
+        return None, "the stereoisomer from 3D does not embed again"
+    return fixed, "stereo from 3D"
+
+
+def fix_stereo(chosen: list[dict], seed: int) -> tuple[list[dict], Counter]:
+    """``chosen`` with :func:`feasible_stereo` applied (SMILES updated; molecules without one dropped) and the counts."""
+    kept, counts = [], Counter()
+    for c in chosen:
+        mol, what = feasible_stereo(c["mol"], seed)
+        counts[what] += 1
+        if mol is not None:
+            kept.append({**c, "mol": mol, "smiles": Chem.MolToSmiles(mol)})
+    return kept, counts
+
+
 HBOND_FAMILIES = ("enol", "intramolecular_hbond")
 
 
@@ -415,6 +468,8 @@ def main(argv=None) -> int:
     chosen = select(pool, enumerated, args.total, {f: args.family_quota for f in FAMILIES},
                     {"large": args.large, "pbri": args.pbri, "charged": args.charged}, args.seed,
                     frozenset(args.family_only_from))
+    chosen, stereo_counts = fix_stereo(chosen, args.seed)
+    print(f"stereo: {dict(stereo_counts)}", file=sys.stderr)
     files = write_lists(chosen, Path(args.output), args.chunk, args.seed)
     sources = Counter(v1.base_source(c) for c in chosen)
     print(f"chose {len(chosen)}: " + ", ".join(f"{stem} {sum(len(p.read_text().splitlines()) for p in paths)} "

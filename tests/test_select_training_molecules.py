@@ -161,3 +161,13 @@ def test_ionized_forms(v3):
     assert {s: (None if f is None else (Chem.GetFormalCharge(f[0]), f[1])) for s, f in forms.items()} == {
         "OC(=O)c1ccccc1": (-1, "carboxylate"), "COP(=O)(O)OC": (-1, "phosphate_anion"),
         "NC(=N)c1ccccc1": (1, "amidinium"), "CCN(CC)CC": (1, "ammonium"), "c1ccccc1": None}
+
+
+def test_feasible_stereo_replaces_an_impossible_first_stereoisomer(v3):
+    """Norbornane's first enumerated stereoisomer has a trans-fused bridge that ETKDG cannot embed."""
+    fixed, what = v3.feasible_stereo(Chem.MolFromSmiles("CC1CC2CCC1C2"))
+    assert what == "stereo from 3D"
+    assert v3._embeds(fixed, seed=1, timeout=2) is not None
+    assert v3.v1.canonical_key(fixed) == v3.v1.canonical_key(Chem.MolFromSmiles("CC1CC2CCC1C2"))
+    plain, what = v3.feasible_stereo(Chem.MolFromSmiles("CC(O)CC"))
+    assert what == "as given" and Chem.MolToSmiles(plain) == "CCC(C)O"
