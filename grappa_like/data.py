@@ -439,6 +439,21 @@ def split_per_file(ids_per_file, validation_fraction: float = 0.1, seed: int = 2
             sorted(k for k, v in side.items() if v == "validation"))
 
 
+def keep_same_molecules_together(train_ids, validation_ids, identity: dict, forced_validation=()):
+    """(train ids, validation ids) after two corrections of a split by id.
+
+    ``identity`` maps each id to what makes it the same molecule (e.g. its canonical SMILES): a
+    training id whose molecule is also a validation molecule under another id (the same molecule in
+    two files) moves to validation, so no molecule is on both sides. ``forced_validation``: ids that
+    must be in validation (e.g. an earlier model's validation split, to compare on the same
+    molecules); ids not in the data are ignored.
+    """
+    validation = set(validation_ids) | (set(forced_validation) & (set(train_ids) | set(validation_ids)))
+    validation_molecules = {identity[mol_id] for mol_id in validation}
+    validation |= {mol_id for mol_id in train_ids if identity[mol_id] in validation_molecules}
+    return sorted(set(train_ids) - validation), sorted(validation)
+
+
 def split_by_molecule(mol_ids, validation_fraction: float = 0.1, seed: int = 20261125):
     """(train ids, validation ids): a seeded random split by molecule, independent of input order."""
     ids = sorted(mol_ids)

@@ -20,7 +20,8 @@ import torch
 from torch_geometric.data import Batch
 
 from grappa_like import errors, interactions as interactions_module, model_file
-from grappa_like.data import DEFAULT_LABEL_PREFERENCE, QMRecord, parse_data_spec, read_data, split_per_file
+from grappa_like.data import (DEFAULT_LABEL_PREFERENCE, QMRecord, keep_same_molecules_together, parse_data_spec,
+                               read_data, split_per_file)
 from grappa_like.energy import bonded_energy, energy_and_forces, nonbonded_energy, nonbonded_pairs
 from grappa_like.features import molecule_graph
 from grappa_like.fileio import atomic_write
@@ -48,6 +49,7 @@ class TrainingConfig:
     init_seed: int | None = None  # initial weights and batch order; None: ``seed`` (ensemble members differ here)
     train_fraction: float = 1.0   # < 1: a seeded subset of the training molecules (learning curves)
     init_from: str | None = None  # model file whose network weights start the run (fine-tuning)
+    validation_from: str | None = None  # model file whose validation molecules stay in validation
     charges_follow_qm: bool = False  # energy/force losses also train the charges (not only the AM1-BCC loss)
     model: dict = field(default_factory=dict)
 
@@ -327,6 +329,15 @@ def train(data_paths: list, out_path: str, lj_table: LJTypeTable, config: Traini
     for record, _ in weighted:
         ids_per_file.setdefault(record.attrs.get("data_file"), []).append(record.mol_id)
     train_ids, validation_ids = split_per_file(ids_per_file.values(), config.validation_fraction, config.seed)
+    forced = []
+    if config.validation_from:
+        forced = model_file.load(config.validation_from).get("validation_molecules") or []
+    before = set(validation_ids)
+    train_ids, validation_ids = keep_same_molecules_together(
+        train_ids, validation_ids, {record.mol_id: record.molecule.smiles for record, _ in weighted}, forced)
+    if set(validation_ids) != before:
+        log(f"{len(set(validation_ids) - before)} molecules moved to validation: the same molecule as a validation "
+            "molecule under another id" + (f", or in the validation split of {config.validation_from}" if forced else ""))
     validation_set = set(validation_ids)
     if config.train_fraction < 1.0:  # the validation split stays the same; only training molecules are dropped
         kept = np.random.default_rng(config.seed).permutation(len(train_ids))[:round(config.train_fraction * len(train_ids))]

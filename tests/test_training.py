@@ -11,7 +11,8 @@ import torch
 
 from grappa_like import errors, model_file
 from grappa_like.api import Model
-from grappa_like.data import DEFAULT_LABEL_PREFERENCE, read_records, split_by_molecule, split_per_file
+from grappa_like.data import (DEFAULT_LABEL_PREFERENCE, keep_same_molecules_together, read_records, split_by_molecule,
+                              split_per_file)
 from grappa_like.lj_types import find_gaff2_dat, read_gaff2_lj_table
 from grappa_like.training import TrainingConfig, train
 
@@ -54,6 +55,32 @@ def test_split_is_by_molecule_seeded_and_order_independent():
     assert validation_a == validation_b and train_a == train_b
     assert not set(train_a) & set(validation_a) and len(validation_a) == 10
     assert split_by_molecule(ids, 0.2, seed=2)[1] != validation_a
+
+
+def test_same_molecule_under_two_ids_is_never_on_both_sides():
+    identity = {"a": "CCO", "b": "CCO", "c": "CCN", "d": "c1ccccc1", "e": "CCC"}
+    train_ids, validation_ids = keep_same_molecules_together(["b", "c", "d", "e"], ["a"], identity)
+    assert validation_ids == ["a", "b"] and train_ids == ["c", "d", "e"]
+    # an earlier model's validation molecules stay in validation; ids the data lacks are ignored
+    train_ids, validation_ids = keep_same_molecules_together(["b", "c", "d", "e"], ["a"], identity, ["d", "zz"])
+    assert validation_ids == ["a", "b", "d"] and train_ids == ["c", "e"]
+    assert keep_same_molecules_together(["c", "d"], ["e"], identity) == (["c", "d"], ["e"])
+
+
+@needs_data
+@pytest.mark.skipif(not _has_gaff2(), reason="AmberTools' gaff2.dat not installed")
+def test_validation_from_keeps_an_earlier_models_validation_molecules(tmp_path):
+    small = {"width": 16, "n_layers": 1, "head_hidden": 16, "attention_heads": 2}
+    first = str(tmp_path / "first.npz")
+    train([TRAIN_FILE], first, read_gaff2_lj_table(),
+          TrainingConfig(epochs=1, batch_molecules=4, validation_fraction=0.25, model=small),
+          max_molecules=8, progress=False, log=lambda line: None)
+    earlier = model_file.load(first)["validation_molecules"]
+    second = str(tmp_path / "second.npz")
+    train([TRAIN_FILE], second, read_gaff2_lj_table(),
+          TrainingConfig(epochs=1, batch_molecules=4, validation_fraction=0.25, model=small, seed=7,
+                         validation_from=first), max_molecules=8, progress=False, log=lambda line: None)
+    assert set(earlier) <= set(model_file.load(second)["validation_molecules"])
 
 
 @needs_data

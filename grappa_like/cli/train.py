@@ -35,6 +35,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--init-from", default=None, metavar="MODEL",
                         help="start from this model's network weights (fine-tuning); refused if it trained on a "
                              "molecule of this run's validation split")
+    parser.add_argument("--validation-from", default=None, metavar="MODEL",
+                        help="keep this model's validation molecules in the validation split (e.g. the shipped "
+                             "model's, so that the new model is compared on the same molecules); the other "
+                             "molecules are split as usual")
     parser.add_argument("--init-seed", type=int, default=None,
                         help="seed of the initial weights and batch order (default: the split seed); the "
                              "validation split stays the same, so models of several init seeds form an ensemble")
@@ -97,7 +101,8 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     config = TrainingConfig(epochs=args.epochs, patience=args.patience, batch_molecules=args.batch_molecules,
                             learning_rate=args.learning_rate, train_fraction=args.train_fraction,
-                            init_from=args.init_from, init_seed=args.init_seed, weight_decay=args.weight_decay,
+                            init_from=args.init_from, validation_from=args.validation_from,
+                            init_seed=args.init_seed, weight_decay=args.weight_decay,
                             energy_weight=args.energy_weight, force_weight=args.force_weight,
                             charges_follow_qm=args.charges_follow_qm,
                             model=json.loads(args.model_config))
