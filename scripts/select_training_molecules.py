@@ -127,11 +127,21 @@ def ionized_form(mol: Chem.Mol) -> tuple[Chem.Mol, str] | None:
         amine = mol.GetSubstructMatch(ALIPHATIC_AMINE)
         if not amine:
             return None
-        nitrogen = rw.GetAtomWithIdx(amine[0])
-        nitrogen.SetFormalCharge(1)
-        nitrogen.SetNumExplicitHs(nitrogen.GetTotalNumHs() + 1)
-        nitrogen.SetNoImplicit(True)
+        protonate(rw, amine[0])
         rule = "ammonium"
+    return sanitized(rw, rule)
+
+
+def protonate(rw: Chem.RWMol, index: int) -> None:
+    """Add one H and charge +1 to the nitrogen at ``index`` of an editable molecule."""
+    nitrogen = rw.GetAtomWithIdx(index)
+    nitrogen.SetFormalCharge(1)
+    nitrogen.SetNumExplicitHs(nitrogen.GetTotalNumHs() + 1)
+    nitrogen.SetNoImplicit(True)
+
+
+def sanitized(rw: Chem.RWMol, rule: str):
+    """(molecule, rule) if the edited molecule sanitizes, else None (the form is skipped)."""
     try:
         Chem.SanitizeMol(rw)
     except Exception:  # noqa: BLE001 - RDKit raises several unrelated types; such a form is just skipped

@@ -118,16 +118,9 @@ def ionized_form(mol: Chem.Mol) -> tuple[Chem.Mol, str] | None:
         match = mol.GetSubstructMatch(AMIDINE)
         if not match:
             return v1.ionized_form(mol)
-        nitrogen = rw.GetAtomWithIdx(match[2])
-        nitrogen.SetFormalCharge(1)
-        nitrogen.SetNumExplicitHs(nitrogen.GetTotalNumHs() + 1)
-        nitrogen.SetNoImplicit(True)
+        v1.protonate(rw, match[2])
         rule = "amidinium"
-    try:
-        Chem.SanitizeMol(rw)
-    except Exception:  # noqa: BLE001 - RDKit raises several unrelated types; such a form is just skipped
-        return None
-    return rw.GetMol(), rule
+    return v1.sanitized(rw, rule)
 
 
 def _attach(ring: str, substituent: str) -> str:
@@ -260,16 +253,9 @@ def read_pool(paths, exclusion: Exclusion) -> list[dict]:
     seen, candidates = set(), []
 
     def add(mol, source):
-        key = v1.canonical_key(mol)
-        if key in seen:
-            return
-        seen.add(key)
-        reason = exclusion.reason(mol)
-        if reason:
-            exclusion.counts[reason] += 1
-            return
-        candidates.append({"mol": mol, "smiles": Chem.MolToSmiles(mol), "source": source, "key": key,
-                           "families": families_of(mol)})
+        candidate = _new_candidate(mol, source, seen, exclusion)
+        if candidate is not None:
+            candidates.append(candidate)
 
     for path in paths:
         stem = Path(path).stem
@@ -293,18 +279,25 @@ def enumerated_pool(exclusion: Exclusion) -> list[dict]:
         mol = v1.clean(smiles)
         if mol is None:
             raise ValueError(f"enumerated member {smiles} does not pass the rules")
-        key = v1.canonical_key(mol)
-        if key in seen:
-            continue
-        seen.add(key)
-        reason = exclusion.reason(mol)
-        if reason:
-            exclusion.counts[reason] += 1
-            continue
-        families = families_of(mol)
-        pool.append({"mol": mol, "smiles": Chem.MolToSmiles(mol), "source": f"enumerated_{family}", "key": key,
-                     "families": families or [family]})
+        candidate = _new_candidate(mol, f"enumerated_{family}", seen, exclusion)
+        if candidate is not None:
+            candidate["families"] = candidate["families"] or [family]
+            pool.append(candidate)
     return pool
+
+
+def _new_candidate(mol, source: str, seen: set, exclusion: Exclusion) -> dict | None:
+    """A candidate dict for ``mol``, or None if its molecule was seen before or an exclusion rule drops it
+    (counted in ``exclusion.counts``); ``seen`` is updated."""
+    key = v1.canonical_key(mol)
+    if key in seen:
+        return None
+    seen.add(key)
+    reason = exclusion.reason(mol)
+    if reason:
+        exclusion.counts[reason] += 1
+        return None
+    return {"mol": mol, "smiles": Chem.MolToSmiles(mol), "source": source, "key": key, "families": families_of(mol)}
 
 
 def select(pool: list[dict], enumerated: list[dict], total: int, family_quota: dict[str, int],
