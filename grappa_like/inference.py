@@ -114,7 +114,7 @@ class Network:
         pre_activation = messages + target_values[edges.target]
         pre_activation += edge_values
         activated = np.maximum(pre_activation, _ATTENTION_NEGATIVE_SLOPE * pre_activation)  # leaky ReLU
-        scores = (activated * self.weights[f"{name}.att"]).sum(axis=-1)  # (n_edges, heads)
+        scores = np.einsum("ehc,hc->eh", activated, self.weights[f"{name}.att"][0])  # (n_edges, heads)
         scores = np.exp(scores - np.maximum.reduceat(scores, edges.starts, axis=0)[edges.target])
         weights = scores / (np.add.reduceat(scores, edges.starts, axis=0)[edges.target] + 1e-16)
         messages *= weights[:, :, None]
