@@ -9,6 +9,7 @@ written parameters. See docs/reliability.md.
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -102,10 +103,12 @@ print(hashlib.sha256(''.join(openmm.XmlSerializer.serialize(r.to_openmm()) for r
 
 
 def test_thread_count_does_not_change_the_xml(model_file_path):
-    """1, 2 and 4 BLAS/OpenMP threads, on a batch large enough for BLAS to split its products."""
+    """1, 2 and 4 BLAS/OpenMP threads, on a batch large enough for BLAS to split its products; and the
+    allocator setting of :func:`grappa_like.inference.keep_freed_memory` on and off."""
     digests = set()
-    for threads in ("1", "2", "4"):
-        environment = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    for threads, keep_freed in (("1", "1"), ("2", "1"), ("4", "1"), ("1", "0")):
+        environment = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+                           GRAPPA_LIKE_KEEP_FREED_MEMORY=keep_freed)
         finished = subprocess.run([sys.executable, "-c", THREAD_SCRIPT, model_file_path, *MOLECULES.values()],
                                   capture_output=True, text=True, env=environment, timeout=300)
         assert finished.returncode == 0, finished.stderr[-2000:]
@@ -122,3 +125,17 @@ def test_other_formats_are_byte_identical_across_runs(output_format, model_file_
                      "--format", output_format, "-o", str(out), "--model", model_file_path]) == 0
         outputs.append(_tree_bytes(out))
     assert len(outputs[0]) >= 3 and outputs[0] == outputs[1]
+
+
+def test_keep_freed_memory_is_set_once_per_process_and_can_be_turned_off():
+    script = ("import grappa_like; from grappa_like import inference; grappa_like.load_model(); "
+              "print(inference._freed_memory_kept, inference.keep_freed_memory())")
+    outputs = {}
+    for setting in ("1", "0"):
+        finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                                  env=dict(os.environ, GRAPPA_LIKE_KEEP_FREED_MEMORY=setting))
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        outputs[setting] = finished.stdout.split()
+    on_glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert outputs["1"] == ([str(on_glibc)] * 2)
+    assert outputs["0"] == ["False", "False"]
