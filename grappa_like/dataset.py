@@ -809,6 +809,8 @@ class BuildReport:
     written: list[str] = field(default_factory=list)
     computed: list[str] = field(default_factory=list)   # built in this run (the rest came from parts)
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
+    seeded: list[str] = field(default_factory=list)     # taken from --seed-from files into the parts
+    not_started: list[str] = field(default_factory=list)  # left for the next run by the time limit
     failures_path: str | None = None
 
 
@@ -985,8 +987,15 @@ def read_inputs(path: str) -> tuple[list[MoleculeTask], list[tuple[str, str, str
 
 def build_dataset(input_path: str, out_path: str, settings: BuildSettings, workers: int = 1,
                   source: str | None = None, retry_failed: bool = False, progress: bool = True,
-                  client=None) -> BuildReport:
+                  client=None, seed_from: tuple[str, ...] = (), stop_after_minutes: float | None = None
+                  ) -> BuildReport:
     """Build ``out_path`` from the molecules of ``input_path``; resumes from ``<out>.parts/``; returns a report.
+
+    ``seed_from``: earlier output files of this build (same settings and labelers, e.g. a partial
+    file committed by another machine); their molecules with the same input SMILES become parts
+    and are not built again. ``stop_after_minutes``: no molecule starts after that much wall
+    time (those already started finish); ``out_path`` is assembled from the finished molecules
+    and :attr:`BuildReport.not_started` lists the rest, which the same call builds next time.
 
     ``client``: a ``distributed.Client``; each molecule is then built on a Dask worker (which needs
     grappa_like and the labeler installed, not this disk) and sent back; this process alone writes
@@ -1011,8 +1020,11 @@ def build_dataset(input_path: str, out_path: str, settings: BuildSettings, worke
         log.warning(f"failed: {failure[0]}: {failure[2]}: {failure[3]}")
     report = BuildReport(out_path=os.path.abspath(out_path))
     parts = _PartsFolder(out_path)
+    deadline = None if stop_after_minutes is None else time.monotonic() + 60.0 * stop_after_minutes
     with parts.locked():
         parts.check_settings(fingerprint)
+        for seed_path in seed_from:
+            report.seeded += _seed_parts(seed_path, tasks, parts, attrs)
         failures = {failure[0]: failure for failure in input_failures}
         todo = []
         for task in tasks:
@@ -1028,10 +1040,10 @@ def build_dataset(input_path: str, out_path: str, settings: BuildSettings, worke
         log.info(f"{len(tasks)} molecules in {input_path}: {len(tasks) - len(todo)} already done or failed before, "
                  f"{len(todo)} to build; " + "; ".join(f"{label}: {level}" for label, level in levels.items()))
         bar = tqdm(total=len(todo), desc="molecules", unit="mol", disable=not progress)
+        outcomes = (_dask_outcomes(todo, settings, parts.path, attrs, client) if client is not None
+                    else _outcomes(todo, settings, parts.path, attrs, labelers, workers))
         try:
-            outcomes = (_dask_outcomes(todo, settings, parts.path, attrs, client) if client is not None
-                        else _outcomes(todo, settings, parts.path, attrs, labelers, workers))
-            for outcome in outcomes:
+            for outcome in ([] if _past(deadline) else outcomes):
                 if outcome[0] == "done":
                     report.computed.append(outcome[1])
                     if outcome[3]:
@@ -1044,20 +1056,67 @@ def build_dataset(input_path: str, out_path: str, settings: BuildSettings, worke
                     log.warning(f"failed: {failure[0]}: {failure[2]}: {failure[3]}")
                 bar.update(1)
                 bar.set_postfix(failed=len(failures))
+                if _past(deadline):
+                    break
         finally:
+            outcomes.close()  # on a time limit: unstarted molecules are cancelled, started ones finish
             bar.close()
         finished = [(task.mol_id, parts.part(task.mol_id)) for task in tasks if os.path.exists(parts.part(task.mol_id))]
+        done_or_failed = {mol_id for mol_id, _ in finished} | set(failures)
+        report.not_started = [task.mol_id for task in todo if task.mol_id not in done_or_failed]
         order = {task.mol_id: index for index, task in enumerate(tasks)}
         report.failures = sorted(failures.values(), key=lambda f: order.get(f[0], -1))
         report.failures_path = os.path.abspath(out_path) + ".failures.tsv"
         lines = [FAILURES_HEADER] + ["\t".join(" ".join(str(v).split()) for v in failure) for failure in report.failures]
         atomic_write_text(report.failures_path, "\n".join(lines) + "\n")
-        if not finished:
+        if not finished and not report.not_started:
             raise DatasetBuildError(f"no molecule of {input_path} could be built; see {report.failures_path}")
+        if not finished:  # stopped before the first molecule finished: nothing to write yet
+            return report
         if report.computed or not _up_to_date(out_path, finished, attrs):
             assemble(out_path, finished, attrs)
         report.written = [mol_id for mol_id, _ in finished]
     return report
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() > deadline
+
+
+def _seed_parts(seed_path: str, tasks, parts: "_PartsFolder", attrs: dict) -> list[str]:
+    """Copy the molecules of an earlier output file of this build into missing parts; their ids."""
+    def comparable(values) -> dict:
+        return {key: (value.decode() if isinstance(value, bytes) else value) for key, value in values.items()
+                if key != "source"}
+
+    try:
+        handle = h5py.File(seed_path, "r")
+    except Exception as error:
+        raise DatasetBuildError(f"{seed_path}: cannot read it as a seed file ({_one_line(error, 200)})") from None
+    seeded = []
+    with handle:
+        theirs, ours = comparable(dict(handle.attrs)), comparable(attrs)
+        if theirs != ours:
+            differing = sorted(key for key in set(theirs) | set(ours) if theirs.get(key) != ours.get(key))
+            raise DatasetBuildError(f"{seed_path} was built with other settings ({', '.join(differing)} differ); "
+                                    f"it cannot seed this build")
+        for task in tasks:
+            if task.mol_id not in handle or os.path.exists(parts.part(task.mol_id)):
+                continue
+            group = handle[task.mol_id]
+            if group.attrs.get("input_smiles") != task.smiles:
+                continue
+
+            def write(temporary, group=group):
+                with h5py.File(temporary, "w") as part:
+                    for name, value in attrs.items():
+                        part.attrs[name] = value
+                    handle.copy(group, part, name=task.mol_id)
+            atomic_write(parts.part(task.mol_id), write)
+            seeded.append(task.mol_id)
+    if seeded:
+        log.info(f"{len(seeded)} molecules taken from {seed_path}")
+    return seeded
 
 
 def _up_to_date(out_path: str, finished: list[tuple[str, str]], attrs: dict) -> bool:
@@ -1092,21 +1151,24 @@ def _dask_outcomes(todo, settings, parts_path, attrs, client):
     from distributed import as_completed
 
     futures = {client.submit(_build_on_dask_worker, task, settings, pure=False): task for task in todo}
-    for future in as_completed(futures):
-        task = futures.pop(future)
-        try:
-            result = future.result()
-        except Exception as error:  # the worker died or the task was lost: retried by the next run
-            yield "lost", (task.mol_id, task.smiles, type(error).__name__, _one_line(error))
-            continue
-        finally:
-            future.release()
-        if result[0] == "built":
-            group = result[2]
-            write_part(os.path.join(parts_path, f"{task.mol_id}.h5"), task.mol_id, group, attrs)
-            yield "done", task.mol_id, group["attrs"]["build_seconds"], group["attrs"].get("dropped_conformations")
-        else:
-            yield result
+    try:
+        for future in as_completed(futures):
+            task = futures.pop(future)
+            try:
+                result = future.result()
+            except Exception as error:  # the worker died or the task was lost: retried by the next run
+                yield "lost", (task.mol_id, task.smiles, type(error).__name__, _one_line(error))
+                continue
+            finally:
+                future.release()
+            if result[0] == "built":
+                group = result[2]
+                write_part(os.path.join(parts_path, f"{task.mol_id}.h5"), task.mol_id, group, attrs)
+                yield "done", task.mol_id, group["attrs"]["build_seconds"], group["attrs"].get("dropped_conformations")
+            else:
+                yield result
+    finally:  # stopped early (time limit): the molecules not yet sent back are dropped, built next run
+        client.cancel(list(futures))
 
 
 def _outcomes(todo, settings, parts_path, attrs, labelers, workers: int):

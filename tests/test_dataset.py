@@ -263,6 +263,78 @@ def test_a_molecule_over_its_time_limit_fails_and_the_build_goes_on(tmp_path):
     assert "--molecule-timeout" in report.failures[0][3]
 
 
+@dataclass(frozen=True)
+class _SleepySpec(LabelerSpec):
+    """A LabelerSpec whose labeler takes 0.2 s per conformation."""
+
+    def make(self):
+        return _SleepyLabeler()
+
+
+class _SleepyLabeler(_FlakyLabeler):
+    def check(self, atomic_numbers, total_charge, formal_charges=None, bonds=()):
+        pass
+
+    def single_point(self, atomic_numbers, positions, total_charge):
+        time.sleep(0.2)
+        return _harmonic(positions)
+
+
+def test_a_time_limit_writes_the_finished_molecules_and_the_same_call_goes_on(tmp_path):
+    smiles_file = tmp_path / "in.smi"
+    smiles_file.write_text("C methane\nCN methylamine\nCC ethane\n")
+    settings = BuildSettings(labeler=_SleepySpec("gfn2"), recipe=ConformerRecipe(conformations=3, torsion_points=0),
+                             am1bcc=False)
+    out = tmp_path / "out.h5"
+    nothing = build_dataset(str(smiles_file), str(out), settings, progress=False, stop_after_minutes=0)
+    assert nothing.written == [] and nothing.not_started == ["methane", "methylamine", "ethane"] and not out.exists()
+    first = build_dataset(str(smiles_file), str(out), settings, progress=False, stop_after_minutes=0.1 / 60)
+    assert first.computed == ["methane"] and first.not_started == ["methylamine", "ethane"]
+    with h5py.File(out, "r") as handle:
+        assert list(handle.keys()) == ["methane"]
+    rest = build_dataset(str(smiles_file), str(out), settings, progress=False)
+    assert rest.computed == ["methylamine", "ethane"] and rest.not_started == []
+    with h5py.File(out, "r") as handle:
+        assert sorted(handle.keys()) == ["ethane", "methane", "methylamine"]
+
+
+@needs_tblite
+def test_cli_time_limit_exit_code(tmp_path):
+    smiles_file = tmp_path / "mols.smi"
+    smiles_file.write_text("C methane\nCC ethane\n")
+    command, environment = _cli(str(smiles_file), "-o", str(tmp_path / "mols.h5"), "--labeler", "gfn2", "--no-am1bcc",
+                                "--no-progress", "--stop-after-minutes", "0")
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 3, result.stderr
+    assert "2 molecules not built yet" in result.stderr and not (tmp_path / "mols.h5").exists()
+
+
+def test_an_earlier_partial_output_seeds_a_build_elsewhere(tmp_path):
+    smiles_file = tmp_path / "in.smi"
+    smiles_file.write_text("C methane\nCC ethane\nCCC propane\n")
+    settings = BuildSettings(labeler=_SleepySpec("gfn2"), recipe=ConformerRecipe(conformations=2, torsion_points=0),
+                             am1bcc=False)
+    partial_input = tmp_path / "partial.smi"
+    partial_input.write_text("C methane\nCC ethane\nCO methanol\n")  # same ids and SMILES, and one more
+    partial = tmp_path / "machine-a" / "out.h5"
+    partial.parent.mkdir()
+    build_dataset(str(partial_input), str(partial), settings, progress=False)
+    # a changed SMILES under an id of the seed file is built again, not taken
+    smiles_file.write_text("C methane\nC=C ethane\nCCC propane\n")
+    out = tmp_path / "machine-b" / "out.h5"
+    out.parent.mkdir()
+    report = build_dataset(str(smiles_file), str(out), settings, progress=False, seed_from=(str(partial),))
+    assert report.seeded == ["methane"] and report.computed == ["ethane", "propane"]
+    with h5py.File(partial, "r") as seed, h5py.File(out, "r") as built:
+        assert sorted(built.keys()) == ["ethane", "methane", "propane"]
+        for name in ("conformations", "energy/fake", "forces/fake"):
+            assert np.array_equal(seed["methane"][name][()], built["methane"][name][()])
+    other = BuildSettings(labeler=_SleepySpec("gfn2"), recipe=ConformerRecipe(conformations=3, torsion_points=0),
+                          am1bcc=False)
+    with pytest.raises(DatasetBuildError, match="builder"):
+        build_dataset(str(smiles_file), str(tmp_path / "machine-c.h5"), other, progress=False, seed_from=(str(partial),))
+
+
 def _cli(*arguments):
     environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     entry = "import sys; from grappa_like.cli import main; sys.exit(main(sys.argv[1:]))"

@@ -4,6 +4,12 @@
 # Resumable: run the same command again after an interruption (finished molecules are kept in
 # OUTDIR/<file>.h5.parts/ and skipped); every finished chunk is a usable training file.
 #   bash data/train-v3/build.sh OUTDIR [WORKERS] [CHUNKS]     CHUNKS: e.g. "00 01" (default: all)
+#   STOP_AFTER_MINUTES=M bash data/train-v3/build.sh ...      start no molecule after M minutes; every list's file
+#     is then written from its finished molecules (exit code 3); the same command goes on later.
+# Files in data/train-v3/built/ (whole or partial outputs committed by earlier sessions) seed the build
+# (--seed-from): their molecules are not built again. To hand on a partial build: stop it, run
+#   STOP_AFTER_MINUTES=0 bash data/train-v3/build.sh OUTDIR 1 "00"   (writes the files, builds nothing)
+#   cp OUTDIR/v3-*.h5 data/train-v3/built/                           (and commit them)
 #
 # Recipe per molecule (see grappa-like build-dataset --help):
 #   ANI-2x lists (*-ani2x-*.smi): labels ani2x AND gfn2 on the same rows (training picks per subset,
@@ -32,14 +38,22 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 export OMP_NUM_THREADS=1
 mkdir -p "$out"
-# exit code 1 = some molecules failed (listed in <file>.failures.tsv): the rest is built, go on
-build() { grappa-like build-dataset "$@" || [ $? -eq 1 ]; }
+# exit code 1 = some molecules failed (listed in <file>.failures.tsv): the rest is built, go on;
+# 3 = stopped by the time limit: the file holds the finished molecules, the next lists only get written
+build() {
+    local rc=0
+    grappa-like build-dataset "$@" || rc=$?
+    case "$rc" in 0|1) ;; 3) stopped=1 ;; *) return "$rc" ;; esac
+}
 source_text="issue 17 v3 selection (scripts/select_training_molecules_v3.py): MoleculeNet HIV/Lipophilicity/BACE/BBBP/ClinTox/SIDER/ESOL/FreeSolv/Tox21 via HICAI-ZJU/KANO 766b478f, plus enumerated family members"
 common=(--source "$source_text" --md-temperatures 300,500,800 --etkdg-confs 4 --max-torsions 2
         --molecule-timeout 1200 --workers "$workers" --no-progress)
 ani=(--labeler ani2x,gfn2 --ani-dir "$repo/../shared/teachers/ani-2x" --confs 16 --torsion-points 12
      --conjugated-torsions 2 --normal-mode-confs 8)
 gfn2=(--labeler gfn2 --confs 12 --torsion-points 8 --conjugated-torsions 1)
+built="$here/built"
+if [ -n "${STOP_AFTER_MINUTES:-}" ]; then end=$(( $(date +%s) + ${STOP_AFTER_MINUTES%.*} * 60 )); fi
+stopped=0
 for chunk in $chunks; do
     for list in "$here"/druglike-ani2x-"$chunk".smi "$here"/hbond-ani2x-"$chunk".smi \
                 "$here"/druglike-gfn2-"$chunk".smi "$here"/hbond-gfn2-"$chunk".smi; do
@@ -49,8 +63,15 @@ for chunk in $chunks; do
             *-ani2x-*) recipe=("${ani[@]}") ;;
             *) recipe=("${gfn2[@]}") ;;
         esac
+        options=()
+        if [ -e "$built/v3-$stem.h5" ]; then options+=(--seed-from "$built/v3-$stem.h5"); fi
+        if [ -n "${STOP_AFTER_MINUTES:-}" ]; then
+            left=$(( end - $(date +%s) )); if [ "$left" -lt 0 ]; then left=0; fi
+            options+=(--stop-after-minutes "$(awk "BEGIN {print $left / 60}")")
+        fi
         echo "$(date -Is) building $stem" >&2
-        build "$list" -o "$out/v3-$stem.h5" --subset "${stem%%-*}" "${common[@]}" "${recipe[@]}"
+        build "$list" -o "$out/v3-$stem.h5" --subset "${stem%%-*}" "${common[@]}" "${recipe[@]}" "${options[@]}"
     done
 done
+if [ "$stopped" -eq 1 ]; then echo "$(date -Is) stopped (STOP_AFTER_MINUTES); run again to go on" >&2; exit 3; fi
 echo "$(date -Is) done" >&2

@@ -11,6 +11,7 @@ from grappa_like.cli.common import whole_number_at_least
 
 log = logging.getLogger("grappa_like.build_dataset")
 COUNT = whole_number_at_least(0)
+STOPPED_EXIT_CODE = 3  # --stop-after-minutes ended the run before every molecule was built
 
 
 def add_parser(subparsers) -> None:
@@ -28,7 +29,7 @@ def add_parser(subparsers) -> None:
                     "kept in OUT.parts/; an interrupted run started again with the same arguments continues "
                     "where it stopped. Failed molecules are listed in OUT.failures.tsv. "
                     "Exit code 0: all built; 1: some failed (the rest are in OUT); 2: nothing built or a usage "
-                    "error. See docs/dataset.md.")
+                    "error; 3: stopped by --stop-after-minutes (the finished molecules are in OUT). See docs/dataset.md.")
     parser.add_argument("smiles_file", metavar="SMILES_FILE",
                         help="molecules, one 'SMILES [name]' per line (.smi/.txt; an SDF/MOL2 is read too, its "
                              "coordinates are not used)")
@@ -104,6 +105,13 @@ def add_parser(subparsers) -> None:
                               "back to this process, which writes the parts, so a rerun resumes as usual")
     parser.add_argument("--retry-failed", action="store_true",
                         help="build again the molecules that failed in an earlier run (default: keep their failure)")
+    parser.add_argument("--seed-from", action="append", default=[], metavar="FILE",
+                        help="an earlier output of this build (same settings and labelers; may hold only part of "
+                             "the list, e.g. one committed from another machine): its molecules are taken, not "
+                             "built again (repeatable)")
+    parser.add_argument("--stop-after-minutes", type=float, default=None, metavar="M",
+                        help="start no molecule after M minutes of wall time (started ones finish), write the "
+                             "output from the finished molecules and exit with code 3; the same command goes on")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -154,7 +162,8 @@ def run(args) -> int:
     output_folder = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(output_folder, exist_ok=True)
     options = dict(source=args.source, retry_failed=args.retry_failed,
-                   progress=not args.no_progress and sys.stderr.isatty())
+                   progress=not args.no_progress and sys.stderr.isatty(), seed_from=tuple(args.seed_from),
+                   stop_after_minutes=args.stop_after_minutes)
     try:
         if args.scheduler:
             from grappa_like.cluster import connect
@@ -168,4 +177,8 @@ def run(args) -> int:
         return 2
     log.info(f"{len(report.written)} molecules in {report.out_path} ({len(report.computed)} built in this run), "
              f"{len(report.failures)} failed" + (f" (listed in {report.failures_path})" if report.failures else ""))
+    if report.not_started:
+        log.info(f"stopped after {args.stop_after_minutes:g} minutes: {len(report.not_started)} molecules not built "
+                 f"yet; the same command goes on")
+        return STOPPED_EXIT_CODE
     return 1 if report.failures else 0
