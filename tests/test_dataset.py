@@ -233,28 +233,37 @@ def test_failed_rows_are_dropped_and_rejected_molecules_listed(tmp_path):
 
 
 @dataclass(frozen=True)
-class _SlowSpec(LabelerSpec):
-    """A LabelerSpec whose labeler takes 10 s per conformation of a molecule with nitrogen."""
+class _HarmonicSpec(LabelerSpec):
+    """A LabelerSpec whose labeler never fails (a harmonic well around the centroid) and takes
+    ``seconds`` per conformation (only of molecules with ``slow_element``, if given)."""
+
+    seconds: float = 0.0
+    slow_element: int | None = None
 
     def make(self):
-        return _SlowLabeler()
+        return _HarmonicLabeler(self.seconds, self.slow_element)
 
 
-class _SlowLabeler(_FlakyLabeler):
+class _HarmonicLabeler(_FlakyLabeler):
+    def __init__(self, seconds: float = 0.0, slow_element: int | None = None):
+        super().__init__()
+        self.seconds, self.slow_element, self.slow = seconds, slow_element, False
+
     def check(self, atomic_numbers, total_charge, formal_charges=None, bonds=()):
-        self.slow = 7 in list(atomic_numbers)
+        self.slow = self.slow_element is None or self.slow_element in list(atomic_numbers)
 
     def single_point(self, atomic_numbers, positions, total_charge):
-        if self.slow:
-            time.sleep(10)
+        if self.seconds and self.slow:
+            time.sleep(self.seconds)
         return _harmonic(positions)
 
 
 def test_a_molecule_over_its_time_limit_fails_and_the_build_goes_on(tmp_path):
     smiles_file = tmp_path / "in.smi"
     smiles_file.write_text("CN methylamine\nC methane\n")
-    settings = BuildSettings(labeler=_SlowSpec("gfn2"), recipe=ConformerRecipe(conformations=3, torsion_points=0),
-                             am1bcc=False, molecule_timeout_s=1.0)
+    settings = BuildSettings(labeler=_HarmonicSpec("gfn2", seconds=10, slow_element=7),
+                             recipe=ConformerRecipe(conformations=3, torsion_points=0), am1bcc=False,
+                             molecule_timeout_s=1.0)
     started = time.monotonic()
     report = build_dataset(str(smiles_file), str(tmp_path / "out.h5"), settings, progress=False)
     assert time.monotonic() - started < 8
@@ -263,28 +272,11 @@ def test_a_molecule_over_its_time_limit_fails_and_the_build_goes_on(tmp_path):
     assert "--molecule-timeout" in report.failures[0][3]
 
 
-@dataclass(frozen=True)
-class _SleepySpec(LabelerSpec):
-    """A LabelerSpec whose labeler takes 0.2 s per conformation."""
-
-    def make(self):
-        return _SleepyLabeler()
-
-
-class _SleepyLabeler(_FlakyLabeler):
-    def check(self, atomic_numbers, total_charge, formal_charges=None, bonds=()):
-        pass
-
-    def single_point(self, atomic_numbers, positions, total_charge):
-        time.sleep(0.2)
-        return _harmonic(positions)
-
-
 def test_a_time_limit_writes_the_finished_molecules_and_the_same_call_goes_on(tmp_path):
     smiles_file = tmp_path / "in.smi"
     smiles_file.write_text("C methane\nCN methylamine\nCC ethane\n")
-    settings = BuildSettings(labeler=_SleepySpec("gfn2"), recipe=ConformerRecipe(conformations=3, torsion_points=0),
-                             am1bcc=False)
+    settings = BuildSettings(labeler=_HarmonicSpec("gfn2", seconds=0.2),
+                             recipe=ConformerRecipe(conformations=3, torsion_points=0), am1bcc=False)
     out = tmp_path / "out.h5"
     nothing = build_dataset(str(smiles_file), str(out), settings, progress=False, stop_after_minutes=0)
     assert nothing.written == [] and nothing.not_started == ["methane", "methylamine", "ethane"] and not out.exists()
@@ -312,8 +304,8 @@ def test_cli_time_limit_exit_code(tmp_path):
 def test_an_earlier_partial_output_seeds_a_build_elsewhere(tmp_path):
     smiles_file = tmp_path / "in.smi"
     smiles_file.write_text("C methane\nCC ethane\nCCC propane\n")
-    settings = BuildSettings(labeler=_SleepySpec("gfn2"), recipe=ConformerRecipe(conformations=2, torsion_points=0),
-                             am1bcc=False)
+    settings = BuildSettings(labeler=_HarmonicSpec("gfn2", seconds=0.2),
+                             recipe=ConformerRecipe(conformations=2, torsion_points=0), am1bcc=False)
     partial_input = tmp_path / "partial.smi"
     partial_input.write_text("C methane\nCC ethane\nCO methanol\n")  # same ids and SMILES, and one more
     partial = tmp_path / "machine-a" / "out.h5"
@@ -329,10 +321,11 @@ def test_an_earlier_partial_output_seeds_a_build_elsewhere(tmp_path):
         assert sorted(built.keys()) == ["ethane", "methane", "propane"]
         for name in ("conformations", "energy/fake", "forces/fake"):
             assert np.array_equal(seed["methane"][name][()], built["methane"][name][()])
-    other = BuildSettings(labeler=_SleepySpec("gfn2"), recipe=ConformerRecipe(conformations=3, torsion_points=0),
-                          am1bcc=False)
+    other = BuildSettings(labeler=_HarmonicSpec("gfn2", seconds=0.2),
+                          recipe=ConformerRecipe(conformations=3, torsion_points=0), am1bcc=False)
     with pytest.raises(DatasetBuildError, match="builder"):
-        build_dataset(str(smiles_file), str(tmp_path / "machine-c.h5"), other, progress=False, seed_from=(str(partial),))
+        build_dataset(str(smiles_file), str(tmp_path / "machine-c.h5"), other, progress=False,
+                      seed_from=(str(partial),))
 
 
 def _cli(*arguments):
@@ -530,16 +523,6 @@ def test_default_recipe_records_what_v1_builds_recorded(tmp_path):
         ConformerRecipe(md_temperatures=(0.0,))
 
 
-@dataclass(frozen=True)
-class _HarmonicSpec(LabelerSpec):
-    """A LabelerSpec whose labeler is the harmonic well of :func:`_harmonic` (never fails)."""
-
-    def make(self):
-        labeler = _FlakyLabeler()
-        labeler.calls = -10 ** 9
-        return labeler
-
-
 def _mmff(mol, positions):
     """MMFF94 force field of ``mol`` (evaluate it at any positions with CalcEnergy / CalcGrad)."""
     from rdkit.Chem import AllChem
@@ -724,22 +707,6 @@ def test_labeler_surface_batches_keep_the_row_order():
     conformations = np.random.default_rng(1).normal(size=(7, 2, 3))
     expected = np.array([_harmonic(p)[1] for p in conformations])
     np.testing.assert_array_equal(surface.forces_of_batch(conformations, chunk=3), expected)
-
-
-@dataclass(frozen=True)
-class _HarmonicSpec(LabelerSpec):
-    """A LabelerSpec whose labeler never fails: a harmonic well around the centroid."""
-
-    def make(self):
-        return _HarmonicLabeler()
-
-
-class _HarmonicLabeler(_FlakyLabeler):
-    def check(self, atomic_numbers, total_charge, formal_charges=None, bonds=()):
-        pass
-
-    def single_point(self, atomic_numbers, positions, total_charge):
-        return _harmonic(positions)
 
 
 def _datasets(path) -> dict:
