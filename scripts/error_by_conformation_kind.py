@@ -70,12 +70,12 @@ def main() -> None:
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
 
-    from grappa_like import evaluation, model_file
+    from grappa_like import evaluation
 
     model = grappa_like.load_model(args.model)
     wanted = None
     if args.split_model:
-        wanted = set(model_file.load(args.split_model).get("split", {}).get("validation", []))
+        wanted = set(grappa_like.load_model(args.split_model).metadata.get("validation_molecules", []))
     labels = tuple(label.strip() for label in args.labels.split(",") if label.strip())
     squared = defaultdict(lambda: defaultdict(float))  # group -> method -> sum of squared errors
     counts, rows, molecules = defaultdict(int), defaultdict(int), defaultdict(set)
