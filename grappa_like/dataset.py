@@ -148,6 +148,7 @@ class Conformations:
     positions: np.ndarray
     kinds: list[str]
     force_field: str
+    md_omitted: list[str] = field(default_factory=list)  # MD trajectories left out, and why
 
 
 def molecule_seed(mol_id: str, seed: int) -> int:
@@ -369,10 +370,15 @@ def generate_conformations(mol: Chem.Mol, recipe: ConformerRecipe, seed: int,
     remaining = recipe.conformations - len(minima)
     masses = np.array([atom.GetMass() for atom in work.GetAtoms()])
     md_surface = energy_and_forces if energy_and_forces is not None else surface
+    md_omitted = []
     for trajectory, (start, temperature) in enumerate(trajectories):
         n_snapshots = remaining // len(trajectories) + (1 if trajectory < remaining % len(trajectories) else 0)
         rng = np.random.default_rng([seed, trajectory])
-        snapshots = langevin_snapshots(start, masses, md_surface, temperature, n_snapshots, recipe, rng)
+        try:
+            snapshots = langevin_snapshots(start, masses, md_surface, temperature, n_snapshots, recipe, rng)
+        except ConformerError as error:  # one unstable trajectory costs its own snapshots, not the molecule
+            md_omitted.append(f"{n_snapshots} snapshots: {error}")
+            continue
         positions += snapshots
         kinds += [f"md{temperature:g}"] * len(snapshots)
 
@@ -391,7 +397,7 @@ def generate_conformations(mol: Chem.Mol, recipe: ConformerRecipe, seed: int,
             for xyz, kind in _drive(work, surface, minima[0], dihedral, recipe):
                 positions.append(xyz)
                 kinds.append(kind)
-    return Conformations(np.array(positions, dtype=np.float64), kinds, surface.name)
+    return Conformations(np.array(positions, dtype=np.float64), kinds, surface.name, md_omitted)
 
 
 def relax_on_surface(positions: np.ndarray, energy_and_forces, max_steps: int = 500,
@@ -635,6 +641,8 @@ def build_molecule(task: MoleculeTask, settings: BuildSettings, labelers) -> dic
     labeler_surface = _LabelerSurface(main_labeler, atomic_numbers, total_charge)
     conformations = generate_conformations(mol, settings.recipe, seed,
                                            labeler_surface if settings.recipe.md_surface == "labeler" else None)
+    if conformations.md_omitted:
+        omitted["md_omitted"] = "; ".join(conformations.md_omitted)
     if settings.recipe.normal_mode_conformations:
         if total_charge != 0 or is_zwitterion(formal_charges, bonds):
             omitted["normal_modes_omitted"] = (f"charged molecule (total charge {total_charge:+d}) or zwitterion: "

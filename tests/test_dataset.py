@@ -20,9 +20,9 @@ from rdkit import Chem
 
 from grappa_like import errors
 from grappa_like.data import LAYOUT, read_records
-from grappa_like.dataset import (BuildSettings, ConformerRecipe, DatasetBuildError, MoleculeTask, build_dataset,
-                                 build_molecule, conjugated_drives, generate_conformations, mapped_smiles,
-                                 torsion_drives, unique_mol_ids)
+from grappa_like.dataset import (BuildSettings, ConformerError, ConformerRecipe, DatasetBuildError, MoleculeTask,
+                                 build_dataset, build_molecule, conjugated_drives, generate_conformations,
+                                 mapped_smiles, torsion_drives, unique_mol_ids)
 from grappa_like.labelers import (GFN2Labeler, Labeler, LabelerFailedError, LabelerRejectedError, LabelerSpec,
                                   is_zwitterion, parse_pyscf_method)
 
@@ -544,6 +544,28 @@ def test_md_temperatures_one_trajectory_each():
     assert conformations.kinds == ["min"] + ["md100"] * 6 + ["md800"] * 6
     energies = _mmff_energies(mol, conformations.positions) - _mmff_energies(mol, conformations.positions[:1])[0]
     assert energies[7:].mean() > 3 * energies[1:7].mean()  # the temperature is the one asked for
+
+
+def test_an_unstable_md_trajectory_costs_only_its_snapshots(monkeypatch):
+    import grappa_like.dataset as dataset_module
+
+    original = dataset_module.langevin_snapshots
+
+    def unstable_when_hot(positions, masses, energy_and_forces, temperature, *rest):
+        if temperature > 500:
+            raise ConformerError(f"MD at {temperature:g} K became unstable (non-finite positions)")
+        return original(positions, masses, energy_and_forces, temperature, *rest)
+
+    monkeypatch.setattr(dataset_module, "langevin_snapshots", unstable_when_hot)
+    recipe = ConformerRecipe(conformations=13, max_minima=1, torsion_points=0, md_temperatures=(100, 800))
+    conformations = generate_conformations(_mol("CCO"), recipe, seed=3)
+    assert conformations.kinds == ["min"] + ["md100"] * 6
+    assert conformations.md_omitted == ["6 snapshots: MD at 800 K became unstable (non-finite positions)"]
+    task = MoleculeTask("ethanol", "ethanol", mapped_smiles(_mol("CCO")))
+    settings = BuildSettings(labeler=_HarmonicSpec("gfn2"), recipe=recipe, am1bcc=False)
+    group = build_molecule(task, settings, [("fake", _HarmonicSpec("gfn2").make())])
+    assert group["attrs"]["md_omitted"] == conformations.md_omitted[0]
+    assert group["attrs"]["conformation_kinds"] == ",".join(["min"] + ["md100"] * 6)
 
 
 def test_unminimised_etkdg_conformers():
