@@ -6,10 +6,11 @@
 #   bash data/train-v3/build.sh OUTDIR [WORKERS] [CHUNKS]     CHUNKS: e.g. "00 01" (default: all)
 #   STOP_AFTER_MINUTES=M bash data/train-v3/build.sh ...      start no molecule after M minutes; every list's file
 #     is then written from its finished molecules (exit code 3); the same command goes on later.
-# Files in data/train-v3/built/ (whole or partial outputs committed by earlier sessions) seed the build
-# (--seed-from): their molecules are not built again. To hand on a partial build: stop it, run
-#   STOP_AFTER_MINUTES=0 bash data/train-v3/build.sh OUTDIR 1 "00"   (writes the files, builds nothing)
-#   cp OUTDIR/v3-*.h5 data/train-v3/built/                           (and commit them)
+#   SEED_DIR=DIR bash data/train-v3/build.sh ...   DIR holds whole or partial v3-*.h5 outputs of this build
+#     made elsewhere (another machine, a Dask run): they seed the lists (--seed-from), their molecules are
+#     not built again. A partial build is handed on by stopping it, then
+#     STOP_AFTER_MINUTES=0 bash data/train-v3/build.sh OUTDIR 1 "00"   (writes every list's file, builds nothing)
+#     and giving OUTDIR/v3-*.h5 to the next machine as its SEED_DIR (or the whole OUTDIR, which resumes as is).
 #
 # Recipe per molecule (see grappa-like build-dataset --help):
 #   ANI-2x lists (*-ani2x-*.smi): labels ani2x AND gfn2 on the same rows (training picks per subset,
@@ -51,7 +52,6 @@ common=(--source "$source_text" --md-temperatures 300,500,800 --etkdg-confs 4 --
 ani=(--labeler ani2x,gfn2 --ani-dir "$repo/../shared/teachers/ani-2x" --confs 16 --torsion-points 12
      --conjugated-torsions 2 --normal-mode-confs 8)
 gfn2=(--labeler gfn2 --confs 12 --torsion-points 8 --conjugated-torsions 1)
-built="$here/built"
 if [ -n "${STOP_AFTER_MINUTES:-}" ]; then end=$(( $(date +%s) + ${STOP_AFTER_MINUTES%.*} * 60 )); fi
 stopped=0
 for chunk in $chunks; do
@@ -64,7 +64,7 @@ for chunk in $chunks; do
             *) recipe=("${gfn2[@]}") ;;
         esac
         options=()
-        if [ -e "$built/v3-$stem.h5" ]; then options+=(--seed-from "$built/v3-$stem.h5"); fi
+        if [ -n "${SEED_DIR:-}" ] && [ -e "$SEED_DIR/v3-$stem.h5" ]; then options+=(--seed-from "$SEED_DIR/v3-$stem.h5"); fi
         if [ -n "${STOP_AFTER_MINUTES:-}" ]; then
             left=$(( end - $(date +%s) )); if [ "$left" -lt 0 ]; then left=0; fi
             options+=(--stop-after-minutes "$(awk "BEGIN {print $left / 60}")")
