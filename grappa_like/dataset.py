@@ -1000,7 +1000,7 @@ def build_dataset(input_path: str, out_path: str, settings: BuildSettings, worke
     """Build ``out_path`` from the molecules of ``input_path``; resumes from ``<out>.parts/``; returns a report.
 
     ``seed_from``: earlier output files of this build (same settings and labelers, e.g. a partial
-    file committed by another machine); their molecules with the same input SMILES become parts
+    file made on another machine); their molecules with the same input SMILES become parts
     and are not built again. ``stop_after_minutes``: no molecule starts after that much wall
     time (those already started finish); ``out_path`` is assembled from the finished molecules
     and :attr:`BuildReport.not_started` lists the rest, which the same call builds next time.
@@ -1111,17 +1111,10 @@ def _seed_parts(seed_path: str, tasks, parts: "_PartsFolder", attrs: dict) -> li
         for task in tasks:
             if task.mol_id not in handle or os.path.exists(parts.part(task.mol_id)):
                 continue
-            group = handle[task.mol_id]
-            if group.attrs.get("input_smiles") != task.smiles:
-                continue
-
-            def write(temporary, group=group):
-                with h5py.File(temporary, "w") as part:
-                    for name, value in attrs.items():
-                        part.attrs[name] = value
-                    handle.copy(group, part, name=task.mol_id)
-            atomic_write(parts.part(task.mol_id), write)
-            seeded.append(task.mol_id)
+            if handle[task.mol_id].attrs.get("input_smiles") == task.smiles:
+                seeded.append(task.mol_id)
+    for mol_id in seeded:  # a part is a one-molecule file, as assembling writes it
+        assemble(parts.part(mol_id), [(mol_id, seed_path)], attrs)
     if seeded:
         log.info(f"{len(seeded)} molecules taken from {seed_path}")
     return seeded

@@ -107,7 +107,7 @@ def add_parser(subparsers) -> None:
                         help="build again the molecules that failed in an earlier run (default: keep their failure)")
     parser.add_argument("--seed-from", action="append", default=[], metavar="FILE",
                         help="an earlier output of this build (same settings and labelers; may hold only part of "
-                             "the list, e.g. one committed from another machine): its molecules are taken, not "
+                             "the list, e.g. one made on another machine): its molecules are taken, not "
                              "built again (repeatable)")
     parser.add_argument("--stop-after-minutes", type=float, default=None, metavar="M",
                         help="start no molecule after M minutes of wall time (started ones finish), write the "
