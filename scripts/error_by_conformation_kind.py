@@ -98,15 +98,16 @@ def main() -> None:
                     skipped.append(f"{record.mol_id} (GAFF2: {type(error).__name__})")
                     continue
             label = record.forces * KJ_PER_NM_TO_KCAL_PER_ANGSTROM
+            per_row = {"label": (label ** 2).sum(axis=(1, 2))}  # sums of squares per conformation
+            per_row.update({method: ((forces * KJ_PER_NM_TO_KCAL_PER_ANGSTROM - label) ** 2).sum(axis=(1, 2))
+                            for method, forces in predictions.items()})
             for row, kind in enumerate(kinds):
                 group = kind_group(kind)
                 counts[group] += label[row].size
                 rows[group] += 1
                 molecules[group].add(record.mol_id)
-                squared[group]["label"] += float((label[row] ** 2).sum())
-                for method, forces in predictions.items():
-                    error = forces[row] * KJ_PER_NM_TO_KCAL_PER_ANGSTROM - label[row]
-                    squared[group][method] += float((error ** 2).sum())
+                for method, sums in per_row.items():
+                    squared[group][method] += float(sums[row])
 
     methods = ["model"] + ([] if args.no_gaff2 else ["gaff2"])
     lines = [f"Model: {model.path}; files: {', '.join(os.path.basename(f) for f in args.files[:4])}"
@@ -120,7 +121,8 @@ def main() -> None:
         rmse = {method: math.sqrt(squared[group][method] / counts[group]) for method in ["label", *methods]}
         for method in ["label", *methods]:
             total[method] += squared[group][method]
-        cells = [group, str(len(molecules[group])), str(rows[group]), f"{rmse['label']:.2f}"] + [f"{rmse[m]:.2f}" for m in methods]
+        cells = [group, str(len(molecules[group])), str(rows[group]), f"{rmse['label']:.2f}"]
+        cells += [f"{rmse[m]:.2f}" for m in methods]
         if "gaff2" in methods:
             cells.append(f"{rmse['model'] / rmse['gaff2']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
